@@ -1,0 +1,38 @@
+"""Run a model over a labeled manifest and score it (transcription + :mod:`.evaluation`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from .errors import ManifestError
+from .evaluation import EvalReport, score
+from .manifest import Utterance
+from .models import LoadedModel
+from .transcribe import Transcriber, TranscribeOptions
+
+
+def evaluate_manifest(loaded: LoadedModel, utterances: Sequence[Utterance],
+                      options: TranscribeOptions | None = None, progress: bool = False) -> EvalReport:
+    """Transcribe every labeled utterance and return WER/CER with per-speaker and
+    per-utterance detail; the report's ``meta`` records the model and decoding options."""
+    labeled = [u for u in utterances if u.text is not None]
+    if not labeled:
+        raise ManifestError("the manifest has no transcribed utterances to score; add a 'text' to each line")
+    options = options or TranscribeOptions()
+    transcriber = Transcriber(loaded, options)
+    started = time.perf_counter()
+    hypotheses = [t.text for t in transcriber.transcribe_files([u.audio for u in labeled], progress=progress)]
+    elapsed = time.perf_counter() - started
+    audio_seconds = sum(u.duration or 0.0 for u in labeled)
+    report = score([u.text for u in labeled], hypotheses, ids=[u.id for u in labeled],
+                   speakers=[u.speaker for u in labeled])
+    report.meta.update({
+        "model": loaded.name, "model_kind": loaded.kind, "model_path": loaded.path,
+        "weights_sha256": loaded.weights_sha256, "device": str(loaded.placement),
+        "options": asdict(options), "skipped_unlabeled": len(utterances) - len(labeled),
+        "transcribe_seconds": round(elapsed, 2),
+        "real_time_factor": round(elapsed / audio_seconds, 4) if audio_seconds else None,
+    })
+    return report

@@ -1,0 +1,167 @@
+"""Offline transcription of arrays and files, in batches, with long audio cut into windows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, is_silent, load_audio, split_into_windows
+from .errors import OptionsError
+from .models import LoadedModel
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """How to decode. Validated here, once, for the library and the CLI alike."""
+
+    batch_size: int = 8
+    beam_size: int = 1
+    #: Whisper's decoder holds 448 positions; 4 go to the prompt.
+    max_new_tokens: int = 440
+    #: Spoken language for multilingual models (ignored by English-only ``.en`` models).
+    language: str = "en"
+    #: Files longer than this are refused (None: no limit).
+    max_seconds: float | None = DEFAULT_MAX_SECONDS
+    #: Long audio is cut into pieces of at most this many seconds (Whisper sees 30 s).
+    window_seconds: float = 29.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise OptionsError(f"batch size must be a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.beam_size, int) or not 1 <= self.beam_size <= 16:
+            raise OptionsError(f"beam size must be between 1 and 16, got {self.beam_size!r}")
+        if not 1 <= self.max_new_tokens <= 444:
+            raise OptionsError(f"max new tokens must be between 1 and 444, got {self.max_new_tokens}")
+        if not 1.0 <= self.window_seconds <= 30.0:
+            raise OptionsError(f"window must be between 1 and 30 seconds, got {self.window_seconds}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise OptionsError(f"maximum length must be positive, got {self.max_seconds}")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of the input and the text recognised in it (times in seconds)."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The result for one input, with what produced it."""
+
+    source: str
+    text: str
+    segments: tuple[Segment, ...]
+    duration: float
+    model: str
+    options: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Transcriber:
+    """Greedy (or beam) Whisper decoding in batches, on whatever device the model is on."""
+
+    def __init__(self, loaded: LoadedModel, options: TranscribeOptions | None = None):
+        self.loaded = loaded
+        self.options = options or TranscribeOptions()
+
+    @property
+    def model(self):
+        return self.loaded.model
+
+    def _generate_kwargs(self) -> dict:
+        kwargs = {"max_new_tokens": self.options.max_new_tokens, "num_beams": self.options.beam_size,
+                  "do_sample": False}
+        if getattr(self.model.generation_config, "is_multilingual", False):
+            kwargs.update(language=self.options.language, task="transcribe")
+        return kwargs
+
+    @torch.inference_mode()
+    def transcribe_arrays(self, audios: Sequence[np.ndarray]) -> list[str]:
+        """Transcribe pieces of at most 30 s each; silent pieces give empty text."""
+        texts = [""] * len(audios)
+        todo = [i for i, audio in enumerate(audios) if len(audio) and not is_silent(audio)]
+        for begin in range(0, len(todo), self.options.batch_size):
+            batch = todo[begin:begin + self.options.batch_size]
+            for i, text in zip(batch, self._decode([audios[i] for i in batch])):
+                texts[i] = text
+        return texts
+
+    def _decode(self, audios: list[np.ndarray]) -> list[str]:
+        processor = self.loaded.processor
+        features = processor.feature_extractor(
+            [np.asarray(a, dtype=np.float32) for a in audios], sampling_rate=SAMPLE_RATE,
+            return_tensors="pt", return_attention_mask=True)
+        placement = self.loaded.placement
+        inputs = features.input_features.to(placement.device, dtype=placement.dtype)
+        tokens = self.model.generate(inputs, attention_mask=features.attention_mask.to(placement.device),
+                                     **self._generate_kwargs())
+        return [text.strip() for text in processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+
+    def transcribe_audio(self, audio: np.ndarray, source: str = "<audio>") -> Transcript:
+        """Transcribe one array of any length (16 kHz mono float)."""
+        return next(self._transcribe_stream([(source, lambda: audio)]))
+
+    def transcribe_files(self, paths: Iterable[str | Path], progress: bool = False) -> Iterator[Transcript]:
+        """Transcribe files in order, batching windows across files; yields one result per file."""
+        paths = [Path(p) for p in paths]
+        loaders = [(str(p), (lambda p=p: load_audio(p, self.options.max_seconds))) for p in paths]
+        bar = None
+        if progress and len(paths) > 1:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(paths), unit="file", desc="transcribing", leave=False)
+        try:
+            for transcript in self._transcribe_stream(loaders):
+                if bar is not None:
+                    bar.update(1)
+                yield transcript
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _transcribe_stream(self, loaders) -> Iterator[Transcript]:
+        """Load inputs lazily, cut them into windows, decode windows in full batches, and
+        yield each input's transcript as soon as all its windows are decoded."""
+        pending: list[tuple[str, float, list[tuple[int, int]], list[str | None]]] = []
+        queue: list[tuple[int, int, np.ndarray]] = []  # (input index, window index, samples)
+        done = 0
+
+        def flush() -> None:
+            texts = self.transcribe_arrays([samples for _, _, samples in queue])
+            for (item, window, _), text in zip(queue, texts):
+                pending[item][3][window] = text
+            queue.clear()
+
+        def finished() -> Iterator[Transcript]:
+            nonlocal done
+            while done < len(pending) and all(t is not None for t in pending[done][3]):
+                yield self._assemble(*pending[done])
+                done += 1
+
+        for source, load in loaders:
+            audio = load()
+            windows = split_into_windows(audio, max_seconds=self.options.window_seconds)
+            pending.append((source, len(audio) / SAMPLE_RATE, windows, [None] * len(windows)))
+            for w, (start, end) in enumerate(windows):
+                queue.append((len(pending) - 1, w, audio[start:end]))
+            if len(queue) >= self.options.batch_size:
+                flush()
+                yield from finished()
+        flush()
+        yield from finished()
+
+    def _assemble(self, source: str, seconds: float, windows, texts) -> Transcript:
+        segments = tuple(Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3), text)
+                         for (start, end), text in zip(windows, texts) if text)
+        return Transcript(source=source, text=" ".join(s.text for s in segments), segments=segments,
+                          duration=round(seconds, 3), model=self.loaded.name,
+                          options=asdict(self.options))

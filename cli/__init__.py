@@ -1,0 +1,1 @@
+"""Command-line layer over the asr_adapt library (console script ``asr-adapt``)."""

@@ -1,0 +1,53 @@
+"""``asr-adapt transcribe FILE...``: offline transcription of audio files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from asr_adapt.audio import audio_info
+from asr_adapt.device import resolve_device
+from asr_adapt.errors import AudioError, OptionsError
+from asr_adapt.files import write_text_atomic
+from asr_adapt.formats import OUTPUT_FORMATS, render
+
+from .common import add_decoding_arguments, add_model_arguments, decoding_options, load_model
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("transcribe", help="transcribe audio files",
+                                   description="Transcribe audio files of any rate, channel count and length.")
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio files (wav, flac, ogg, mp3)")
+    parser.add_argument("--output", "-f", choices=OUTPUT_FORMATS, default="txt", help="output format (default: txt)")
+    parser.add_argument("--output-dir", "-o", type=Path,
+                        help="write one FILE_STEM.FORMAT per input here instead of printing")
+    add_model_arguments(parser)
+    add_decoding_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    options = decoding_options(args)
+    resolve_device(args.device, args.dtype)  # a bad device fails before any audio is read
+    # Check every input before loading the model, so a typo in the tenth file costs nothing.
+    for path in args.files:
+        info = audio_info(path)
+        if info.frames == 0:
+            raise AudioError(f"{path}: holds no audio (zero length); record or export it again")
+    if args.output_dir is None and args.output == "srt" and len(args.files) > 1:
+        raise OptionsError("several files as SRT need --output-dir, one subtitle file per input")
+    loaded = load_model(args)
+    from asr_adapt.transcribe import Transcriber
+
+    transcriber = Transcriber(loaded, options)
+    results = []
+    for transcript in transcriber.transcribe_files(args.files, progress=sys.stderr.isatty()):
+        if args.output_dir is not None:
+            target = args.output_dir / f"{Path(transcript.source).stem}.{args.output}"
+            write_text_atomic(target, render([transcript], args.output))
+        results.append(transcript)
+    if args.output_dir is None:
+        sys.stdout.write(render(results, args.output))
+    else:
+        print(f"wrote {len(results)} {args.output} file(s) to {args.output_dir}", file=sys.stderr)
+    return 0
