@@ -20,7 +20,7 @@ from .files import write_text_atomic
 from .manifest import UNKNOWN_SPEAKER
 
 #: What :func:`score` records in ``meta["normalizer"]`` when the caller names none.
-NORMALIZER_NAME = "whisper-english (transformers EnglishTextNormalizer, no spelling mapping)"
+NORMALIZER_NAME = "whisper-english (transformers EnglishTextNormalizer + OpenAI spelling table)"
 #: File formats :func:`save_report` writes, by name -> suffix.
 REPORT_FORMATS = {"json": ".json", "md": ".md"}
 
@@ -34,10 +34,9 @@ def normalizer() -> Callable[[str], str]:
     "hello world", compare equal.
 
     The British -> American spelling mapping (~1,700 words such as "colour" -> "color") is
-    normally read from the tokenizer repo's ``normalizer.json``; transformers does not ship
-    that file and no model is downloaded here, so the mapping is empty: "colour" and "color"
-    count as different words. Numbers are comparable with other Whisper-normalized WERs
-    except on text that differs only in such spellings.
+    OpenAI's ``english.json``, read from the ``whisper-normalizer`` package (transformers
+    does not ship it and nothing is downloaded here). Without that package the mapping is
+    empty and "colour" and "color" count as different words.
 
     Known quirks of this normalizer (kept, so that our figures stay comparable): a digit
     string loses leading zeros ("0351" -> "351", while "ZERO THREE FIVE ONE" -> "0351"),
@@ -46,7 +45,18 @@ def normalizer() -> Callable[[str], str]:
     # Imported here: transformers is heavy, and scoring is not needed on every code path.
     from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
-    return EnglishTextNormalizer({})
+    return EnglishTextNormalizer(english_spelling_mapping())
+
+
+def english_spelling_mapping() -> dict[str, str]:
+    """OpenAI Whisper's British -> American spelling table, or {} when it is not installed."""
+    from importlib import resources
+
+    try:
+        table = resources.files("whisper_normalizer") / "normalizers" / "english.json"
+        return json.loads(table.read_text(encoding="utf-8"))
+    except (ModuleNotFoundError, FileNotFoundError, ValueError):
+        return {}
 
 
 @dataclass(frozen=True)
