@@ -29,6 +29,8 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"windows decoded at once (default: {defaults.batch_size})")
     group.add_argument("--beam-size", type=int, default=defaults.beam_size,
                        help=f"1 = greedy (default: {defaults.beam_size})")
+    group.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
+                       help=f"longest text per 30 s window, in tokens (default: {defaults.max_new_tokens})")
     group.add_argument("--language", default=defaults.language,
                        help="spoken language for multilingual models (default: en)")
     group.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_SECONDS / 60,
@@ -37,6 +39,7 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
 
 def decoding_options(args: argparse.Namespace) -> TranscribeOptions:
     return TranscribeOptions(batch_size=args.batch_size, beam_size=args.beam_size,
+                             max_new_tokens=args.max_new_tokens,
                              language=args.language, max_seconds=args.max_minutes * 60)
 
 

@@ -1,0 +1,121 @@
+"""``asr-adapt profiles``: list, show, remove, export and import speaker profiles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from asr_adapt import profiles
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``profiles list|show|remove|export|import`` to the CLI."""
+    parser = subparsers.add_parser(
+        "profiles", help="list, show, remove, export or import profiles",
+        description="A profile holds one speaker's (or group's) enrollment recordings and "
+                    "LoRA adapters. Profiles live in $ASR_ADAPT_HOME/profiles, or in the "
+                    "user data folder when ASR_ADAPT_HOME is not set.")
+    actions = parser.add_subparsers(dest="profiles_command", metavar="ACTION")
+    parser.set_defaults(run=run_list)
+
+    actions.add_parser("list", help="every profile, one a line (the default)") \
+        .set_defaults(run=run_list)
+
+    show = actions.add_parser("show", help="print a profile's settings, metrics and history")
+    show.add_argument("name", metavar="NAME")
+    show.set_defaults(run=run_show)
+
+    remove = actions.add_parser("remove", help="delete a profile with its recordings and adapters")
+    remove.add_argument("name", metavar="NAME")
+    remove.add_argument("--yes", action="store_true",
+                        help="do not ask for confirmation (needed when stdin is not a terminal)")
+    remove.set_defaults(run=run_remove)
+
+    export = actions.add_parser("export", help="write a profile to a .tar.gz archive")
+    export.add_argument("name", metavar="NAME")
+    export.add_argument("-o", "--output", metavar="FILE",
+                        help="archive to write, or a folder to write NAME.tar.gz into "
+                             "(default: NAME.tar.gz here)")
+    export.add_argument("--no-audio", action="store_true",
+                        help="leave the enrollment recordings and transcripts out")
+    export.set_defaults(run=run_export)
+
+    importer = actions.add_parser("import", help="install a profile from an exported archive")
+    importer.add_argument("archive", metavar="ARCHIVE")
+    importer.add_argument("--name", metavar="NEW", help="install it under this name instead")
+    importer.add_argument("--force", action="store_true",
+                          help="replace an existing profile of the same name")
+    importer.set_defaults(run=run_import)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print one line per profile: name, kind, base model, adapter, last update."""
+    infos = profiles.list_profiles()
+    if not infos:
+        print(f"no profiles yet in {profiles.profiles_root()}; make one with "
+              "`asr-adapt enroll NAME`")
+        return 0
+    for info in infos:
+        if info.damaged:
+            print(f"{info.name}\tDAMAGED: {info.damaged}")
+            continue
+        adapter = info.adapter.split("/")[-1] if info.adapter else "not trained"
+        print(f"{info.name}\t{info.kind}\t{info.base_model}\tadapter {adapter}\t"
+              f"updated {info.updated}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Print profile.json, then the enrollment size and the adapter folder."""
+    from asr_adapt.manifest import summarize
+
+    profile = profiles.Profile.open(args.name)
+    print(json.dumps(profile.info.to_dict(), indent=2, ensure_ascii=False))
+    utterances = profile.enrollment_utterances()
+    summary = summarize(utterances)
+    print(f"enrollment: {summary.count} utterances, {summary.minutes:.1f} min "
+          f"({profile.enrollment_dir})")
+    print(f"adapter: {profile.adapter_dir or 'none yet (train one)'}")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    """Delete a profile after confirmation (or with --yes)."""
+    name = profiles.validate_profile_name(args.name)
+    folder = profiles.profiles_root() / name
+    if not folder.is_dir():
+        profiles.Profile.open(name)  # raises the "no profile" message with the known names
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise profiles.ProfileError(f"not removing profile '{name}' without confirmation: "
+                                        "stdin is not a terminal; add --yes")
+        try:
+            answer = input(f"remove profile '{name}' with its recordings and adapters "
+                           f"({folder})? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print(f"profile '{name}' kept")
+            return 1
+    profiles.remove_profile(name)
+    print(f"removed profile '{name}'")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Write the profile to an archive."""
+    output = Path(args.output) if args.output else Path(f"{args.name}.tar.gz")
+    path = profiles.export_profile(args.name, output, include_audio=not args.no_audio)
+    content = "without recordings" if args.no_audio else "with recordings"
+    print(f"{path}: profile '{args.name}' ({content})")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Install a profile from an archive."""
+    profile = profiles.import_profile(Path(args.archive), name=args.name, force=args.force)
+    adapter = profile.adapter_dir.name if profile.adapter_dir else "no adapter"
+    print(f"imported profile '{profile.name}' ({adapter}) into {profile.path}")
+    return 0
