@@ -259,6 +259,10 @@ def _load_transformers(path: str | Path, name: str, kind: str, placement: Placem
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelError(f"cannot load the {what} of '{name}' from {path}: {first[:200]}") from None
 
+    if log.getEffectiveLevel() > logging.INFO:  # the CLI's own progress is enough
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     where = {"local_files_only": local_files_only}
     model_type = attempt("config", lambda: AutoConfig.from_pretrained(str(path), **where).model_type)
     if model_type != "whisper":

@@ -17,6 +17,12 @@ def check_base_matches(profile: Profile, loaded: LoadedModel) -> None:
         raise ProfileError(f"profile '{profile.name}' is for a {info.backend} model, not {loaded.backend}")
 
 
+def require_adapter(profile: Profile) -> None:
+    """Refuse a profile that has no adapter yet (checked before any slow model load)."""
+    if profile.adapter_dir is None:
+        raise ProfileError(f"profile '{profile.name}' has no adapter yet; run: asr-adapt adapt {profile.name}")
+
+
 def load_profile_model(name: str, model: str | None = None, device: str = "auto", dtype: str = "auto",
                        merge: bool = True) -> tuple[LoadedModel, Profile]:
     """Load the profile's base model and apply its adapter.
@@ -30,8 +36,7 @@ def load_profile_model(name: str, model: str | None = None, device: str = "auto"
     if model is not None and model != info.base_model:
         raise ProfileError(f"profile '{name}' was made on base model '{info.base_model}', not '{model}'; "
                            f"drop --model or use --model {info.base_model}")
-    if profile.adapter_dir is None:
-        raise ProfileError(f"profile '{name}' has no adapter yet; run: asr-adapt adapt {name}")
+    require_adapter(profile)
     loaded = resolve_model(info.base_model, device=device, dtype=dtype)
     check_base_matches(profile, loaded)
     apply_adapter(loaded, profile, merge=merge)

@@ -401,7 +401,7 @@ def _install(staging: Path, target: Path, force: bool) -> None:
             raise ProfileError(f"profile '{name}' exists; use --force to replace it")
         try:
             os.rename(staging, target)
-        except OSError as error:
+        except OSError:
             if target.exists():
                 raise ProfileError(f"profile '{name}' exists; use --force to replace it") from None
             raise

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from asr_adapt.device import resolve_device
 
-from .common import add_decoding_arguments, add_model_arguments, decoding_options, load_model
+from .common import (add_decoding_arguments, add_model_arguments, add_profile_argument, decoding_options,
+                     load_model_or_profile)
 
 
 def register(subparsers) -> None:
@@ -20,6 +21,7 @@ def register(subparsers) -> None:
     parser.add_argument("--format", choices=("md", "json"), default="md", help="what to print (default: md)")
     parser.add_argument("--rows", type=int, default=20, help="utterances listed in the markdown (default: 20)")
     add_model_arguments(parser)
+    add_profile_argument(parser)
     add_decoding_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -32,7 +34,7 @@ def run(args) -> int:
     options = decoding_options(args)
     resolve_device(args.device, args.dtype)
     utterances = load_any(args.manifest)  # validated (audio present, text present) before loading the model
-    loaded = load_model(args)
+    loaded = load_model_or_profile(args)
     report = evaluate_manifest(loaded, utterances, options, progress=sys.stderr.isatty())
     if args.output_dir is not None:
         written = save_report(report, args.output_dir, max_utterances=args.rows)

@@ -11,7 +11,8 @@ from asr_adapt.errors import AudioError, OptionsError
 from asr_adapt.files import write_text_atomic
 from asr_adapt.formats import OUTPUT_FORMATS, render
 
-from .common import add_decoding_arguments, add_model_arguments, decoding_options, load_model
+from .common import (add_decoding_arguments, add_model_arguments, add_profile_argument, decoding_options,
+                     load_model_or_profile)
 
 
 def register(subparsers) -> None:
@@ -22,6 +23,7 @@ def register(subparsers) -> None:
     parser.add_argument("--output-dir", "-o", type=Path,
                         help="write one FILE_STEM.FORMAT per input here instead of printing")
     add_model_arguments(parser)
+    add_profile_argument(parser)
     add_decoding_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -36,7 +38,7 @@ def run(args) -> int:
             raise AudioError(f"{path}: holds no audio (zero length); record or export it again")
     if args.output_dir is None and args.output == "srt" and len(args.files) > 1:
         raise OptionsError("several files as SRT need --output-dir, one subtitle file per input")
-    loaded = load_model(args)
+    loaded = load_model_or_profile(args)
     from asr_adapt.transcribe import Transcriber
 
     transcriber = Transcriber(loaded, options)

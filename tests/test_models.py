@@ -22,7 +22,7 @@ def test_local_transformers_folder_loads(tiny_whisper_dir):
 
 
 def test_ct2_folder_is_converted_once_then_cached(tiny_whisper_dir, tmp_path, monkeypatch):
-    ctranslate2 = pytest.importorskip("ctranslate2")
+    pytest.importorskip("ctranslate2")
     from ctranslate2.converters import TransformersConverter
 
     ct2_dir = tmp_path / "faster-whisper-model"

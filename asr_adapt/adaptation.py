@@ -1,0 +1,118 @@
+"""Adapting a profile: train on its enrollment, guard against forgetting, save atomically."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .device import resolve_device
+from .evaluation import score
+from .lora import LoraSettings
+from .manifest import Utterance, read_manifest
+from .models import resolve_model
+from .personal import check_base_matches
+from .profiles import Profile
+from .training import TrainOptions, TrainResult, TrainingError, train_adapter
+from .transcribe import Transcriber, TranscribeOptions
+
+log = logging.getLogger(__name__)
+
+#: The shipped generic reference set (voices that are not the user's).
+GENERIC_MANIFEST = Path(__file__).resolve().parent.parent / "samples" / "generic" / "manifest.jsonl"
+#: Warn when generic WER rises by more than this many points (absolute) ...
+FORGETTING_ABSOLUTE = 0.03
+#: ... and by more than this fraction of its former value.
+FORGETTING_RELATIVE = 0.15
+
+
+@dataclass
+class AdaptReport:
+    """The outcome of one adaptation run, as stored in the profile's metrics."""
+
+    profile: str
+    base_model: str
+    adapter_dir: str | None
+    saved: bool
+    training: TrainResult
+    generic_wer_before: float | None = None
+    generic_wer_after: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    def metrics(self) -> dict:
+        t = self.training
+        return {
+            "heldout_wer_before": t.baseline_heldout_wer, "heldout_wer_after": t.best_heldout_wer,
+            "best_epoch": t.best_epoch, "epochs_run": t.epochs_run,
+            "train_utterances": t.train_utterances, "heldout_utterances": t.heldout_utterances,
+            "train_minutes": round(t.train_seconds_of_audio / 60, 2),
+            "generic_wer_before": self.generic_wer_before, "generic_wer_after": self.generic_wer_after,
+            "warnings": list(self.warnings), "train_wall_seconds": t.wall_seconds,
+            "peak_memory_mb": t.peak_memory_mb, "history": [asdict(r) for r in t.history],
+        }
+
+
+def generic_reference_set() -> list[Utterance]:
+    """The shipped generic utterances, or [] when samples/ is not beside the package."""
+    if not GENERIC_MANIFEST.is_file():
+        return []
+    return read_manifest(GENERIC_MANIFEST)
+
+
+def _wer(loaded, utterances: Sequence[Utterance]) -> float | None:
+    if not utterances:
+        return None
+    from .audio import load_audio
+
+    transcriber = Transcriber(loaded, TranscribeOptions(max_new_tokens=200))
+    hypotheses = transcriber.transcribe_arrays([load_audio(u.audio) for u in utterances])
+    return score([u.text for u in utterances], hypotheses).wer
+
+
+def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: TrainOptions | None = None,
+                  device: str = "auto", generic: Sequence[Utterance] | None = None,
+                  progress: bool = False, on_epoch: Callable | None = None) -> AdaptReport:
+    """Train a new adapter on ``profile``'s enrollment and make it current.
+
+    The held-out WER picks the best epoch. The generic reference set (voices other than
+    the user's) is scored before and after: a clear rise is reported as a warning. An
+    adapter that does not beat the unadapted model on held-out speech is not saved.
+    """
+    started = time.perf_counter()
+    lora = lora or LoraSettings()
+    options = options or TrainOptions()
+    utterances = [u for u in profile.enrollment_utterances() if u.text]
+    if len(utterances) < options.min_utterances:
+        raise TrainingError(f"profile '{profile.name}' has {len(utterances)} transcribed utterances; at least "
+                            f"{options.min_utterances} are needed: asr-adapt enroll {profile.name}")
+    compute = resolve_device(device)
+    loaded = resolve_model(profile.info.base_model, device=device, dtype="float32")
+    check_base_matches(profile, loaded)
+    generic = generic_reference_set() if generic is None else list(generic)
+    generic_before = _wer(loaded, generic)
+    peft_model, result = train_adapter(loaded, utterances, lora, options, progress=progress,
+                                       on_epoch=on_epoch, compute_dtype=compute.dtype)
+    report = AdaptReport(profile=profile.name, base_model=profile.info.base_model, adapter_dir=None,
+                         saved=False, training=result, generic_wer_before=generic_before)
+    if not result.improved:
+        report.warnings.append(
+            f"adaptation did not improve held-out WER ({100 * result.baseline_heldout_wer:.1f}%); "
+            "the profile keeps its previous adapter. Record more utterances or raise --epochs")
+        report.wall_seconds = round(time.perf_counter() - started, 1)
+        return report
+    report.generic_wer_after = _wer(loaded, generic)
+    if generic_before is not None and report.generic_wer_after is not None:
+        rise = report.generic_wer_after - generic_before
+        if rise > FORGETTING_ABSOLUTE and rise > FORGETTING_RELATIVE * max(generic_before, 1e-9):
+            report.warnings.append(
+                f"generic speech got worse: WER {100 * generic_before:.1f}% -> {100 * report.generic_wer_after:.1f}% "
+                "(the adapter fits this voice at some cost elsewhere; try fewer --epochs or a smaller --rank)")
+    settings = {"lora": lora.to_dict(), "training": asdict(options), "device": str(compute)}
+    adapter = profile.commit_adapter(lambda folder: peft_model.save_pretrained(str(folder)),
+                                     settings=settings, metrics=report.metrics())
+    report.adapter_dir, report.saved = str(adapter), True
+    report.wall_seconds = round(time.perf_counter() - started, 1)
+    return report

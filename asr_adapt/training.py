@@ -1,0 +1,369 @@
+"""Fitting LoRA adapters to a speaker's labeled utterances.
+
+Speed: Whisper's encoder always sees a 30 s window, so one short utterance per window
+wastes most of the encoder's work. We pack several utterances (with short pauses between)
+into each window, as in Whisper's own long-form training data; an epoch then costs a few
+windows rather than one per utterance, with no change to what the encoder sees at
+inference. Model selection and early stopping use greedy WER on held-out enrollment
+utterances, decoded one per window exactly as at inference.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE, load_audio
+from .errors import OptionsError, AsrAdaptError
+from .evaluation import score
+from .lora import LoraSettings, attach_lora, count_parameters
+from .manifest import Utterance
+from .models import LoadedModel
+from .textstyle import to_whisper_style
+from .transcribe import Transcriber, TranscribeOptions
+
+log = logging.getLogger(__name__)
+
+#: Whisper's decoder holds 448 positions.
+MAX_TARGET_TOKENS = 448
+
+
+class TrainingError(AsrAdaptError):
+    """Enrollment data that cannot train an adapter (too little, no text, too long)."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to train. Validated here, once."""
+
+    epochs: int = 8
+    learning_rate: float = 1e-3
+    #: 30-second windows per optimizer step.
+    batch_size: int = 2
+    #: Pack utterances into windows of at most this many seconds (0: one per window).
+    pack_seconds: float = 28.0
+    #: Silence between packed utterances, in seconds.
+    pack_gap: float = 0.4
+    heldout_fraction: float = 0.1
+    min_heldout: int = 3
+    max_heldout: int = 24
+    #: Stop after this many epochs without a better held-out WER.
+    patience: int = 2
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    #: Fewest labeled utterances we accept: fewer cannot fit and check an adapter.
+    min_utterances: int = 8
+    #: Stop once this many minutes have passed (None: no limit).
+    time_budget_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (isinstance(self.epochs, int) and 1 <= self.epochs <= 200, f"epochs must be 1-200, got {self.epochs!r}"),
+            (0 < self.learning_rate < 1, f"learning rate must be in (0, 1), got {self.learning_rate!r}"),
+            (isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size!r}"),
+            (self.pack_seconds == 0 or 5 <= self.pack_seconds <= 30, f"pack seconds must be 0 or 5-30, got {self.pack_seconds!r}"),
+            (0 <= self.pack_gap <= 2, f"pack gap must be 0-2 s, got {self.pack_gap!r}"),
+            (0 < self.heldout_fraction < 0.5, f"held-out fraction must be in (0, 0.5), got {self.heldout_fraction!r}"),
+            (1 <= self.min_heldout <= self.max_heldout, "held-out bounds must satisfy 1 <= min <= max"),
+            (self.patience >= 1, f"patience must be >= 1, got {self.patience!r}"),
+            (0 <= self.warmup_fraction < 1, f"warmup fraction must be in [0, 1), got {self.warmup_fraction!r}"),
+            (self.min_utterances >= 2, "min utterances must be >= 2"),
+            (self.time_budget_minutes is None or self.time_budget_minutes > 0, "time budget must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise OptionsError(message)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float | None
+    heldout_wer: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """What training did, for the profile's metrics and the user's report."""
+
+    baseline_heldout_wer: float
+    best_heldout_wer: float
+    best_epoch: int                 # 0 = the unadapted model was best
+    epochs_run: int
+    stopped_early: bool
+    train_utterances: int
+    heldout_utterances: int
+    train_seconds_of_audio: float
+    windows_per_epoch: int
+    trainable_parameters: int
+    total_parameters: int
+    wall_seconds: float
+    peak_memory_mb: float | None
+    lora: dict
+    options: dict
+    history: list[EpochRecord] = field(default_factory=list)
+
+    @property
+    def improved(self) -> bool:
+        return self.best_epoch > 0 and self.best_heldout_wer < self.baseline_heldout_wer
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["improved"] = self.improved
+        return data
+
+
+@dataclass
+class _Example:
+    audio: np.ndarray
+    text: str
+
+
+def split_heldout(utterances: Sequence[Utterance], options: TrainOptions) -> tuple[list[Utterance], list[Utterance]]:
+    """A seeded, reproducible held-out slice of the enrollment (never trained on)."""
+    count = round(len(utterances) * options.heldout_fraction)
+    count = max(options.min_heldout, min(options.max_heldout, count))
+    order = list(range(len(utterances)))
+    random.Random(options.seed).shuffle(order)
+    held = set(order[:count])
+    train = [u for i, u in enumerate(utterances) if i not in held]
+    heldout = [u for i, u in enumerate(utterances) if i in held]
+    return train, heldout
+
+
+def pack_windows(examples: Sequence[_Example], options: TrainOptions, rng: random.Random) -> list[_Example]:
+    """Shuffle and pack utterances into windows of at most ``pack_seconds``."""
+    order = list(examples)
+    rng.shuffle(order)
+    if options.pack_seconds == 0:
+        return order
+    limit = int(options.pack_seconds * SAMPLE_RATE)
+    gap = np.zeros(int(options.pack_gap * SAMPLE_RATE), dtype=np.float32)
+    windows: list[_Example] = []
+    audio: list[np.ndarray] = []
+    texts: list[str] = []
+    length = 0
+    for example in order:
+        extra = len(example.audio) + (len(gap) if audio else 0)
+        if audio and length + extra > limit:
+            windows.append(_Example(np.concatenate(audio), " ".join(texts)))
+            audio, texts, length = [], [], 0
+            extra = len(example.audio)
+        if audio:
+            audio.append(gap)
+        audio.append(example.audio)
+        texts.append(example.text)
+        length += extra
+    if audio:
+        windows.append(_Example(np.concatenate(audio), " ".join(texts)))
+    return windows
+
+
+class _Batcher:
+    """Features and teacher-forcing tokens for a batch of windows."""
+
+    def __init__(self, loaded: LoadedModel):
+        self.processor = loaded.processor
+        self.device = loaded.placement.device
+        tokenizer = loaded.processor.tokenizer
+        # The decoder prompt the model is given at inference, e.g. <|startoftranscript|>
+        # (<|en|><|transcribe|>) <|notimestamps|>: its tokens are inputs, never targets.
+        self.prefix = list(tokenizer.prefix_tokens)
+        self.eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        self.tokenizer = tokenizer
+
+    def encode_text(self, text: str) -> list[int]:
+        # Whisper's transcripts begin with a space token (" The"), so targets must too.
+        ids = self.tokenizer(" " + text.strip(), add_special_tokens=False).input_ids
+        return self.prefix + ids + [self.eot]
+
+    def __call__(self, windows: Sequence[_Example]) -> dict[str, torch.Tensor]:
+        features = self.processor.feature_extractor([w.audio for w in windows], sampling_rate=SAMPLE_RATE,
+                                                    return_tensors="pt").input_features
+        sequences = [self.encode_text(w.text) for w in windows]
+        longest = max(len(s) for s in sequences) - 1
+        inputs = torch.full((len(windows), longest), self.eot, dtype=torch.long)
+        labels = torch.full((len(windows), longest), -100, dtype=torch.long)
+        for row, ids in enumerate(sequences):
+            inputs[row, :len(ids) - 1] = torch.tensor(ids[:-1])
+            target = torch.tensor(ids[1:])
+            target[: len(self.prefix) - 1] = -100  # predicting the prompt is not our job
+            labels[row, :len(ids) - 1] = target
+        return {"input_features": features.to(self.device), "decoder_input_ids": inputs.to(self.device),
+                "labels": labels.to(self.device)}
+
+
+def _load_examples(utterances: Sequence[Utterance]) -> list[_Example]:
+    examples = []
+    for u in utterances:
+        if u.text is None or not u.text.strip():
+            raise TrainingError(f"utterance '{u.id}' has no text; every enrollment utterance needs its transcript")
+        audio = load_audio(u.audio)
+        if len(audio) > 30 * SAMPLE_RATE:
+            raise TrainingError(f"utterance '{u.id}' is {len(audio) / SAMPLE_RATE:.0f} s long; split enrollment "
+                                "audio into utterances under 30 s")
+        examples.append(_Example(audio, to_whisper_style(u.text)))
+    return examples
+
+
+def heldout_wer(loaded: LoadedModel, examples: Sequence[_Example], batch_size: int = 8) -> float:
+    """Greedy WER on held-out examples, one utterance per window as at inference."""
+    # Bound the output by the references' length: a hypothesis three times longer than the
+    # longest reference is wrong anyway, and a looping model would otherwise cost minutes.
+    tokenizer = loaded.processor.tokenizer
+    longest = max(len(tokenizer(" " + e.text, add_special_tokens=False).input_ids) for e in examples)
+    limit = min(440, max(16, 3 * longest))
+    transcriber = Transcriber(loaded, TranscribeOptions(batch_size=batch_size, max_new_tokens=limit))
+    hypotheses = transcriber.transcribe_arrays([e.audio for e in examples])
+    return score([e.text for e in examples], hypotheses).wer or 0.0
+
+
+def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: LoraSettings | None = None,
+                  options: TrainOptions | None = None, progress: bool = False,
+                  on_epoch: Callable[[EpochRecord], None] | None = None,
+                  compute_dtype: torch.dtype | None = None):
+    """Attach LoRA to ``loaded.model`` and fit it to ``utterances``.
+
+    Returns ``(peft_model, result)``; the PEFT model holds the best adapter (by held-out
+    WER; epoch 0 = the unadapted model if nothing beat it). ``loaded.model`` is modified in
+    place (LoRA layers injected), so ``loaded`` transcribes with the adapter afterwards.
+    Load the model in float32 for training; on CUDA, ``compute_dtype`` (bfloat16 or
+    float16) runs the forward pass under autocast while the adapter stays float32.
+    """
+    lora = lora or LoraSettings()
+    options = options or TrainOptions()
+    labeled = [u for u in utterances if u.text is not None]
+    if len(labeled) < options.min_utterances:
+        raise TrainingError(f"{len(labeled)} labeled utterances are too few to adapt; record at least "
+                            f"{options.min_utterances} (about a minute of speech), more helps")
+    started = time.perf_counter()
+    _seed_everything(options.seed)
+    train_utts, heldout_utts = split_heldout(labeled, options)
+    train_examples, heldout_examples = _load_examples(train_utts), _load_examples(heldout_utts)
+    for example in train_examples:
+        if len(example.audio) < SAMPLE_RATE // 10:
+            raise TrainingError("an enrollment utterance is shorter than 0.1 s; remove it and try again")
+
+    peft_model = attach_lora(loaded.model, lora)
+    model = loaded.model  # the same modules, LoRA injected in place
+    trainable, total = count_parameters(peft_model)
+    batcher = _Batcher(loaded)
+    too_long = [u.id for u, e in zip(train_utts, train_examples) if len(batcher.encode_text(e.text)) > MAX_TARGET_TOKENS]
+    if too_long:
+        raise TrainingError(f"the transcript of '{too_long[0]}' is longer than Whisper's decoder allows")
+
+    rng = random.Random(options.seed)
+    windows_per_epoch = len(pack_windows(train_examples, options, random.Random(options.seed)))
+    steps_per_epoch = math.ceil(windows_per_epoch / options.batch_size)
+    total_steps = steps_per_epoch * options.epochs
+    parameters = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=options.learning_rate, weight_decay=options.weight_decay)
+    from transformers import get_linear_schedule_with_warmup
+
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(total_steps * options.warmup_fraction), total_steps)
+    autocast = _autocast(loaded, compute_dtype)
+
+    model.eval()
+    baseline = heldout_wer(loaded, heldout_examples)
+    best_wer, best_epoch, best_state = baseline, 0, _lora_state(peft_model)
+    history = [EpochRecord(0, None, baseline, round(time.perf_counter() - started, 2))]
+    if on_epoch:
+        on_epoch(history[0])
+    log.info("held-out WER before adaptation: %.1f%%", 100 * baseline)
+    bar = _progress(total_steps, progress)
+    stale, stopped_early, epoch = 0, False, 0
+    deadline = started + options.time_budget_minutes * 60 if options.time_budget_minutes else None
+    try:
+        for epoch in range(1, options.epochs + 1):
+            model.train()
+            windows = pack_windows(train_examples, options, rng)
+            losses = []
+            for begin in range(0, len(windows), options.batch_size):
+                batch = batcher(windows[begin:begin + options.batch_size])
+                with autocast:
+                    loss = model(**batch).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(parameters, options.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.item())
+                if bar is not None:
+                    bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", best_wer=f"{100 * best_wer:.1f}%")
+                    bar.update(1)
+            model.eval()
+            wer = heldout_wer(loaded, heldout_examples)
+            record = EpochRecord(epoch, float(np.mean(losses)), wer, round(time.perf_counter() - started, 2))
+            history.append(record)
+            if on_epoch:
+                on_epoch(record)
+            log.info("epoch %d: loss %.3f, held-out WER %.1f%%", epoch, record.train_loss, 100 * wer)
+            if wer < best_wer:
+                best_wer, best_epoch, best_state, stale = wer, epoch, _lora_state(peft_model), 0
+            else:
+                stale += 1
+            if stale >= options.patience or (deadline and time.perf_counter() > deadline):
+                stopped_early = epoch < options.epochs
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    peft_model.load_state_dict(best_state, strict=False)
+    model.eval()
+    result = TrainResult(
+        baseline_heldout_wer=baseline, best_heldout_wer=best_wer, best_epoch=best_epoch, epochs_run=epoch,
+        stopped_early=stopped_early, train_utterances=len(train_examples),
+        heldout_utterances=len(heldout_examples),
+        train_seconds_of_audio=round(sum(len(e.audio) for e in train_examples) / SAMPLE_RATE, 1),
+        windows_per_epoch=windows_per_epoch, trainable_parameters=trainable, total_parameters=total,
+        wall_seconds=round(time.perf_counter() - started, 1), peak_memory_mb=_peak_memory_mb(loaded),
+        lora=lora.to_dict(), options=asdict(options), history=history)
+    return peft_model, result
+
+
+def _lora_state(peft_model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in peft_model.state_dict().items() if "lora_" in k}
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _autocast(loaded: LoadedModel, compute_dtype: torch.dtype | None):
+    dtype = compute_dtype or loaded.placement.dtype
+    if loaded.placement.device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
+        return torch.autocast("cuda", dtype=dtype)
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _peak_memory_mb(loaded: LoadedModel) -> float | None:
+    if loaded.placement.device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+    except (ImportError, AttributeError):
+        return None
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="step", desc="adapting", leave=False)

@@ -1,0 +1,67 @@
+"""``asr-adapt compare --profile NAME MANIFEST``: WER without and with a profile's adapter."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from asr_adapt.device import DEVICE_CHOICES, resolve_device
+
+from .common import add_decoding_arguments, decoding_options
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``compare`` to the CLI."""
+    parser = subparsers.add_parser(
+        "compare", help="word error rate without and with a profile's adapter",
+        description="Transcribe every utterance of MANIFEST (a JSONL manifest, a Kaldi data dir, "
+                    "or a folder of audio + .txt) with the profile's base model, then with its "
+                    "adapter, and report what changed: overall, per speaker and per utterance. "
+                    "Writes compare.md, compare.json, compare.png, before.json and after.json.")
+    parser.add_argument("manifest", type=Path, metavar="MANIFEST")
+    parser.add_argument("--profile", required=True, metavar="NAME", help="the profile to compare")
+    parser.add_argument("--output-dir", "-o", type=Path, metavar="DIR",
+                        help="where to write the reports (default: the profile's "
+                             "reports/compare-<UTC time>)")
+    parser.add_argument("--rows", type=int, default=10,
+                        help="regressions and fixes listed in the markdown (default: 10)")
+    parser.add_argument("--device", default="auto", metavar="|".join(DEVICE_CHOICES),
+                        help="where to run: auto picks CUDA when present (default: auto)")
+    add_decoding_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compare, save the reports, print the markdown (paths written go to stderr)."""
+    from asr_adapt.compare import compare_profile, save_comparison
+    from asr_adapt.manifest import load_any
+    from asr_adapt.personal import require_adapter
+    from asr_adapt.profiles import Profile
+
+    started = datetime.now(timezone.utc)
+    options = decoding_options(args)
+    resolve_device(args.device)
+    # Every cheap check before the model loads: profile, adapter, manifest with text.
+    profile = Profile.open(args.profile)
+    require_adapter(profile)
+    utterances = load_any(args.manifest, require_text=True)
+    comparison = compare_profile(profile.name, utterances, options, device=args.device,
+                                 progress=sys.stderr.isatty(),
+                                 meta={"manifest": str(args.manifest)})
+    output = args.output_dir or _default_output(profile.reports_dir, started)
+    written = save_comparison(comparison, output, max_rows=args.rows)
+    print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
+    sys.stdout.write(comparison.to_markdown(max_rows=args.rows))
+    return 0
+
+
+def _default_output(reports: Path, moment: datetime) -> Path:
+    """``reports/compare-<UTC time>``, with a counter if that folder exists already."""
+    base = reports / f"compare-{moment.strftime('%Y%m%dT%H%M%SZ')}"
+    folder, counter = base, 1
+    while folder.exists():
+        counter += 1
+        folder = base.with_name(f"{base.name}-{counter}")
+    return folder

@@ -1,0 +1,72 @@
+"""``asr-adapt enroll NAME``: record (or import) a speaker's enrollment, then adapt."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .common import add_model_arguments, add_training_arguments, print_adapt_report, training_settings
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "enroll", help="enroll a speaker or group: record prompts or import recordings, then adapt",
+        description="Enroll NAME from the microphone (read prompts aloud; resumable) or, with --from, "
+                    "from existing recordings: a folder of audio + .txt, a Kaldi data dir or a JSONL "
+                    "manifest. Several speakers make a group profile. Then train the adapter.")
+    parser.add_argument("name", metavar="NAME", help="profile name (letters, digits, . _ -)")
+    parser.add_argument("--from", dest="source", type=Path, metavar="DIR|MANIFEST",
+                        help="enroll from these recordings instead of the microphone")
+    parser.add_argument("--force", action="store_true", help="replace an existing profile of that name")
+    parser.add_argument("--no-train", action="store_true", help="only store the enrollment; adapt later")
+    mic = parser.add_argument_group("microphone")
+    mic.add_argument("--prompts", type=Path, help="one sentence per line (default: samples/prompts.txt)")
+    mic.add_argument("--minutes", type=float, default=5.0, help="suggested minutes of speech (default: 5)")
+    mic.add_argument("--input-device", help="sounddevice input (index or name); see asr-adapt live --list-devices")
+    add_model_arguments(parser)
+    add_training_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from asr_adapt.profiles import validate_profile_name
+
+    validate_profile_name(args.name)
+    lora, options = training_settings(args)  # bad flags fail before anything is written
+    if args.source is not None:
+        profile = _import(args)
+    else:
+        from asr_adapt.recording import enroll_from_microphone
+
+        profile = enroll_from_microphone(args.name, base_model=args.model, prompts=args.prompts,
+                                         suggested_minutes=args.minutes, input_device=args.input_device,
+                                         force=args.force)
+    if args.no_train:
+        print(f"enrollment stored in {profile.path}; train with: asr-adapt adapt {profile.name}", file=sys.stderr)
+        return 0
+    from asr_adapt.adaptation import adapt_profile
+
+    report = adapt_profile(profile, lora, options, device=args.device, progress=sys.stderr.isatty())
+    print_adapt_report(report, sys.stderr)
+    return 0 if report.saved else 1
+
+
+def _import(args):
+    from asr_adapt.manifest import load_any, summarize
+    from asr_adapt.models import resolve_model
+    from asr_adapt.profiles import Profile
+    from asr_adapt.training import TrainingError
+
+    utterances = load_any(args.source, require_text=True)
+    if len(utterances) < 8:
+        raise TrainingError(f"{args.source} holds {len(utterances)} utterances; enrollment needs at least 8 "
+                            "(about a minute of speech; five minutes work best)")
+    loaded = resolve_model(args.model, device="cpu")  # only to record which weights the profile is for
+    speakers = {u.speaker for u in utterances}
+    profile = Profile.create(args.name, base_model=args.model, base_weights_sha256=loaded.weights_sha256,
+                             backend=loaded.backend, kind="group" if len(speakers) > 1 else "speaker",
+                             force=args.force)
+    count = profile.import_enrollment(utterances)
+    print(f"enrolled {count} utterances into '{profile.name}': {summarize(profile.enrollment_utterances())}",
+          file=sys.stderr)
+    return profile
