@@ -20,6 +20,7 @@ FAST = ("--max-new-tokens", "4")
 
 
 def run_cli(capsys, *argv):
+    capsys.readouterr()  # drop what building fixtures printed
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err

@@ -8,36 +8,17 @@ import re
 import pytest
 import soundfile as sf
 
-from asr_adapt.cli import main as cli_main
 from asr_adapt.manifest import Utterance, write_manifest
 from conftest import sine
+from test_cli import assert_one_line_error, run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: A random tiny model babbles until the token limit: keep its outputs short.
 FAST = ("--max-new-tokens", "4")
 
-
 @pytest.fixture(autouse=True)
-def only_compare_command(monkeypatch, tmp_path):
-    # Until compare_cmd is listed in cli.main.COMMANDS; the others are not needed here.
-    monkeypatch.setattr(cli_main, "COMMANDS", ("compare_cmd",))
+def profiles_home(monkeypatch, tmp_path):
     monkeypatch.setenv("ASR_ADAPT_HOME", str(tmp_path / "home"))
-
-
-def run_cli(capsys, *argv):
-    capsys.readouterr()  # drop what building the fixtures printed (weight-loading bars)
-    code = cli_main.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code, err, pattern):
-    assert code == 2
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("asr-adapt: error:")
-    assert re.search(pattern, lines[0]), lines[0]
-
 
 @pytest.fixture
 def count_loads(monkeypatch):
@@ -54,13 +35,11 @@ def count_loads(monkeypatch):
     monkeypatch.setattr(models, "resolve_model", counting)
     return calls
 
-
 @pytest.fixture
 def no_model_load(monkeypatch):
     from asr_adapt import models
 
     monkeypatch.setattr(models, "resolve_model", lambda *a, **k: pytest.fail("model loaded"))
-
 
 def make_profile(name, tiny_whisper_dir, with_adapter=True):
     """A profile on the tiny model, with a LoRA adapter whose B weights are random (so that
@@ -84,7 +63,6 @@ def make_profile(name, tiny_whisper_dir, with_adapter=True):
         profile.commit_adapter(lambda d: peft_model.save_pretrained(d), settings={}, metrics={})
     return profile
 
-
 def make_manifest(folder, with_text=True):
     folder.mkdir(parents=True, exist_ok=True)
     utterances = []
@@ -94,7 +72,6 @@ def make_manifest(folder, with_text=True):
         utterances.append(Utterance(id=f"u{i}", audio=path, speaker=speaker, duration=1.0,
                                     text=f"tone number {i}" if with_text else None))
     return write_manifest(utterances, folder / "manifest.jsonl")
-
 
 def test_compare_writes_reports_and_prints_markdown(capsys, tmp_path, tiny_whisper_dir, count_loads):
     make_profile("me", tiny_whisper_dir)
@@ -127,7 +104,6 @@ def test_compare_writes_reports_and_prints_markdown(capsys, tmp_path, tiny_whisp
     assert stdout == (out / "compare.md").read_text()
     assert "wrote" in stderr and str(out / "compare.md") in stderr
 
-
 def test_compare_default_output_in_profile_reports(capsys, tmp_path, tiny_whisper_dir):
     profile = make_profile("me", tiny_whisper_dir)
     manifest = make_manifest(tmp_path / "data")
@@ -137,12 +113,10 @@ def test_compare_default_output_in_profile_reports(capsys, tmp_path, tiny_whispe
     assert len(folders) == 1 and re.fullmatch(r"compare-\d{8}T\d{6}Z", folders[0].name)
     assert (folders[0] / "compare.md").is_file() and (folders[0] / "compare.png").is_file()
 
-
 def test_unknown_profile(capsys, tmp_path, no_model_load):
     manifest = make_manifest(tmp_path / "data")
     code, _, err = run_cli(capsys, "compare", "--profile", "nobody", manifest, *FAST)
     assert_one_line_error(code, err, "no profile 'nobody'")
-
 
 def test_profile_without_adapter(capsys, tmp_path, tiny_whisper_dir, no_model_load):
     make_profile("fresh", tiny_whisper_dir, with_adapter=False)
@@ -150,13 +124,11 @@ def test_profile_without_adapter(capsys, tmp_path, tiny_whisper_dir, no_model_lo
     code, _, err = run_cli(capsys, "compare", "--profile", "fresh", manifest, *FAST)
     assert_one_line_error(code, err, "profile 'fresh' has no adapter")
 
-
 def test_manifest_without_text(capsys, tmp_path, tiny_whisper_dir, no_model_load):
     make_profile("me", tiny_whisper_dir)
     manifest = make_manifest(tmp_path / "data", with_text=False)
     code, _, err = run_cli(capsys, "compare", "--profile", "me", manifest, *FAST)
     assert_one_line_error(code, err, "no transcript|text")
-
 
 def test_missing_manifest(capsys, tmp_path, tiny_whisper_dir, no_model_load):
     make_profile("me", tiny_whisper_dir)

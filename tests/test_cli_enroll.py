@@ -7,7 +7,6 @@ import json
 import pytest
 import soundfile as sf
 
-from asr_adapt.cli.main import main
 from asr_adapt.manifest import Utterance, read_manifest, write_manifest
 from asr_adapt.profiles import Profile
 from conftest import REPO, sine

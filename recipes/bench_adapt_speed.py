@@ -1,0 +1,100 @@
+"""Adaptation speed and memory: packed windows (ours) vs one utterance per 30 s window.
+
+Runs each variant in its own process (so peak memory is that variant's own), one after the
+other in the same invocation, on the shipped sample speaker (samples/enroll, ~4.9 min):
+
+    python recipes/bench_adapt_speed.py [--epochs 5] [--out out/bench_adapt_speed.json]
+
+Reported per variant: seconds per epoch, wall seconds until the best held-out WER was
+reached, held-out WER before/best, WER on samples/test after adaptation, peak RSS.
+The "plain" variant is the prototype approach from DESIGN.md (every utterance padded to
+Whisper's 30 s window, batch 8); "packed" is asr-adapt's default trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "plain": {"pack_seconds": 0, "batch_size": 8},
+    "packed": {},
+}
+
+
+def run_variant(name: str, epochs: int, seed: int) -> dict:
+    """Train one variant in this process and return its measurements."""
+    sys.path.insert(0, str(REPO))
+    from asr_adapt.audio import load_audio
+    from asr_adapt.evaluation import score
+    from asr_adapt.lora import LoraSettings
+    from asr_adapt.manifest import read_manifest
+    from asr_adapt.models import resolve_model
+    from asr_adapt.training import TrainOptions, train_adapter
+    from asr_adapt.transcribe import Transcriber
+
+    import torch
+
+    enroll = read_manifest(REPO / "samples" / "enroll" / "manifest.jsonl")
+    test = read_manifest(REPO / "samples" / "test" / "manifest.jsonl")
+    loaded = resolve_model("whisper-tiny.en", device="cpu", dtype="float32")
+    options = TrainOptions(epochs=epochs, patience=epochs, seed=seed, **VARIANTS[name])
+    started = time.perf_counter()
+    _, result = train_adapter(loaded, enroll, LoraSettings(), options)
+    wall = time.perf_counter() - started
+    hypotheses = Transcriber(loaded).transcribe_arrays([load_audio(u.audio) for u in test])
+    test_wer = score([u.text for u in test], hypotheses).wer
+    best = result.history[result.best_epoch]
+    epoch_seconds = [b.seconds - a.seconds for a, b in zip(result.history, result.history[1:])]
+    return {
+        "variant": name, "options": VARIANTS[name], "epochs": result.epochs_run, "torch_threads": torch.get_num_threads(),
+        "windows_per_epoch": result.windows_per_epoch,
+        "seconds_per_epoch": round(sum(epoch_seconds) / len(epoch_seconds), 1),
+        "seconds_to_best": best.seconds, "best_epoch": result.best_epoch, "train_wall_seconds": round(wall, 1),
+        "heldout_wer_before": result.baseline_heldout_wer, "heldout_wer_best": result.best_heldout_wer,
+        "test_wer_after": test_wer, "peak_rss_mb": result.peak_memory_mb,
+        "history": [[r.epoch, r.train_loss, r.heldout_wer, r.seconds] for r in result.history],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", default="plain,packed")
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "bench_adapt_speed.json")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_variant(args.one, args.epochs, args.seed)))
+        return 0
+    results = []
+    for name in args.variants.split(","):
+        load = os.getloadavg()[0]
+        output = subprocess.run([sys.executable, __file__, "--one", name, "--epochs", str(args.epochs),
+                                 "--seed", str(args.seed)], capture_output=True, text=True, check=True,
+                                env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
+        row = json.loads(output.stdout.strip().splitlines()[-1])
+        row["load_average_at_start"] = round(load, 2)
+        results.append(row)
+        print(f"{name}: {row['seconds_per_epoch']} s/epoch, best held-out WER {100 * row['heldout_wer_best']:.1f}% "
+              f"after {row['seconds_to_best']} s, test WER {100 * row['test_wer_after']:.1f}%, "
+              f"peak RSS {row['peak_rss_mb']} MB", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "results": results},
+                                   indent=2))
+    if len(results) == 2:
+        plain, packed = results
+        print(f"speed-up per epoch: {plain['seconds_per_epoch'] / packed['seconds_per_epoch']:.1f}x; "
+              f"to best: {plain['seconds_to_best'] / packed['seconds_to_best']:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
