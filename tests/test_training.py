@@ -142,6 +142,12 @@ def test_adapter_round_trips_through_plain_peft(tiny_whisper_dir, tmp_path):
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     options = TrainOptions(epochs=2, learning_rate=2e-2, pack_seconds=0, min_heldout=2, patience=5)
     peft_model, _ = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=4), options)
+    # Model selection may keep epoch 0 (B = 0, no change) on a random model: give the
+    # adapter non-zero weights so that the round trip has something to carry.
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
     peft_model.save_pretrained(tmp_path / "adapter")
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     features = torch.randn(1, 80, 3000)
