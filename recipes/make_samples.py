@@ -4,6 +4,10 @@ Reproduce the shipped ``samples/`` audio with::
 
     python recipes/make_samples.py --out samples
 
+or only some of its three parts with ``--parts`` (comma-separated, default
+``enroll,test,generic``), e.g. ``--parts generic``; the other part folders are left alone,
+and each part comes out the same whether it is made alone or with the others.
+
 It needs ``espeak-ng`` on PATH (Debian: ``apt-get install espeak-ng``) and numpy, scipy and
 soundfile; nothing is downloaded. On a 2-core CPU it takes well under a minute. Output is
 deterministic for a given ``--seed`` (default 20240607) and espeak-ng version (made with
@@ -35,29 +39,53 @@ The channel (a cheap phone in a small room), applied in this order
    -23 dBFS jittered by a seeded +-2 dB per utterance (peaks capped at -1 dBFS), and stored
    as 16-bit mono FLAC. The library resamples any rate to 16 kHz when it loads audio.
 
+The generic reference set (``generic/``, a forgetting guard)
+-------------------------------------------------------------
+Speech that is NOT the sample speaker's, to check that adapting to one voice does not
+degrade general recognition (compare the WER of the unadapted and the adapted model here).
+Clean and full band: no room, noise or band limit, and no random draw at all (``--seed``
+does not affect it). Four other espeak-ng voices (default synthesizer, not Klatt) read the
+lines in turn, voice ``GENERIC_VOICES[k % 4]`` for the k-th line: ``en-us`` (American
+male), ``en-us+f3`` (American female), ``en-gb`` (British male) and ``en-us+m5`` (a second
+American male); ``--generic-voices`` replaces the list (note: espeak-ng 1.51 ignores a
+``+variant`` after ``en-gb``; write ``en+f2`` for a British female). All read at ``-s`` 165
+wpm, ``-p`` 40, with ``-g`` 8 (an 80 ms pause between words): Whisper tiny.en transcribed
+these voices with about twice the WER at espeak's default settings (no word gap, pitch
+50), mostly run-together words. Then: trimmed and padded as in step 1 above, resampled to
+16000 Hz, scaled to -23 dBFS RMS (peaks capped at -1 dBFS), rounded to ``GENERIC_BITS`` =
+12 significant bits (the 4 lowest bits of each 16-bit sample are zero, which FLAC stores
+for free; the rounding noise is about 55 dB below the speech) and stored as 16-bit mono
+FLAC. The rounding keeps the part under 600 KB (about 0.58 MB instead of 0.90 MB at full
+16-bit precision); set ``GENERIC_BITS = 16`` for full precision.
+
 Which lines of samples/prompts.txt are used
 -------------------------------------------
-``prompts.txt`` holds one sentence per line (344 lines as shipped). The two parts are
-disjoint:
+``prompts.txt`` holds one sentence per line (344 lines as shipped). The three parts are
+disjoint (checked):
 
 - test (held-out, about 2 minutes): the LAST ``--n-test`` = 30 lines (lines 315-344);
-- enroll (about 5 minutes): the FIRST ``--n-enroll`` = 72 lines (lines 1-72).
+- enroll (about 5 minutes): the FIRST ``--n-enroll`` = 72 lines (lines 1-72);
+- generic (about 1 minute): lines 290-301 (``GENERIC_LINES``), 12 sentences.
 
-Lines in between (73-314) are not voiced here: an enrollment session can still draw prompts
-from the start of the file (the ones this speaker already "recorded"), and any prompts
-drawn from the middle are new to this speaker too, but the last 30 must stay unseen.
+The other lines (73-289 and 302-314) are not voiced here: an enrollment session can still
+draw prompts from the start of the file (the ones this speaker already "recorded"), and any
+prompts drawn from the middle are new to this speaker too, but the last 30 must stay unseen
+(and lines 290-301 are better left out of enrollment, so that the generic set stays
+unseen as text too).
 
 Output layout (under ``--out``)
 -------------------------------
-- ``enroll/<id>.flac`` and ``test/<id>.flac``, ids ``sample-enroll-L001`` (L + the 1-based
-  line number in prompts.txt, zero-padded to 3 digits),
-- ``enroll/manifest.jsonl`` and ``test/manifest.jsonl``: one JSON object per line with
-  ``id``, ``audio`` (file name relative to the manifest's folder), ``text`` (the line exactly
-  as in prompts.txt), ``speaker`` ("sample-speaker"), ``domain`` ("enroll" or "test") and
-  ``duration`` (seconds, rounded to 2 decimals).
+- ``enroll/<id>.flac``, ``test/<id>.flac`` (8 kHz) and ``generic/<id>.flac`` (16 kHz), ids
+  ``sample-enroll-L001``, ``sample-generic-L290`` (L + the 1-based line number in
+  prompts.txt, zero-padded to 3 digits),
+- ``<part>/manifest.jsonl``: one JSON object per line with ``id``, ``audio`` (file name
+  relative to the manifest's folder), ``text`` (the line exactly as in prompts.txt),
+  ``speaker`` ("sample-speaker"; in generic ``espeak-<voice>``, e.g. "espeak-en-us+f3"),
+  ``domain`` ("enroll", "test" or "generic") and ``duration`` (seconds, rounded to 2
+  decimals).
 
-The script leaves ``prompts.txt`` and ``README.md`` alone and rewrites only the two part
-folders (stale ``*.flac`` in them are removed first).
+The script leaves ``prompts.txt`` and ``README.md`` alone and rewrites only the part folders
+named by ``--parts`` (stale ``*.flac`` in them are removed first).
 """
 
 from __future__ import annotations
@@ -101,6 +129,20 @@ PEAK_MAX = 10 ** (-1.0 / 20)
 
 DEFAULT_SEED = 20240607
 
+#: Generic reference set (forgetting guard): prompt lines (1-based, inclusive), clean
+#: full-band speech of other espeak-ng voices, alternated line by line in this order.
+GENERIC_LINES = (290, 301)
+GENERIC_VOICES = ("en-us", "en-us+f3", "en-gb", "en-us+m5")
+#: Rate (wpm), pitch (0-99) and gap between words (``-g``, in units of 10 ms) of every voice.
+GENERIC_RATE, GENERIC_PITCH, GENERIC_WORD_GAP = 165, 40, 8
+GENERIC_OUT_RATE = 16000
+GENERIC_LEVEL_DBFS = -23.0
+#: Significant bits kept of the 16-bit samples: the lowest 16 - GENERIC_BITS are zero, which
+#: FLAC stores for free ("wasted bits"); keeps the part small at about 55-60 dB SNR.
+GENERIC_BITS = 12
+
+PARTS = ("enroll", "test", "generic")
+
 
 def read_prompts(path: Path) -> list[str]:
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -112,18 +154,33 @@ def read_prompts(path: Path) -> list[str]:
     return prompts
 
 
-def split_lines(n_prompts: int, n_enroll: int, n_test: int) -> dict[str, list[int]]:
-    """0-based prompt indices of each part: enroll = first n_enroll, test = last n_test."""
+def split_lines(n_prompts: int, n_enroll: int, n_test: int,
+                generic: tuple[int, int] = GENERIC_LINES) -> dict[str, list[int]]:
+    """0-based prompt indices of each part: enroll = first n_enroll, test = last n_test,
+    generic = the 1-based inclusive line range ``generic``; the three must be disjoint."""
     if n_enroll + n_test > n_prompts:
         raise SystemExit(f"need {n_enroll} + {n_test} prompts, prompts.txt has {n_prompts}")
-    return {"enroll": list(range(n_enroll)),
-            "test": list(range(n_prompts - n_test, n_prompts))}
+    parts = {"enroll": list(range(n_enroll)),
+             "test": list(range(n_prompts - n_test, n_prompts)),
+             "generic": list(range(generic[0] - 1, generic[1]))}
+    if not parts["generic"] or parts["generic"][-1] >= n_prompts:
+        raise SystemExit(f"generic lines {generic[0]}-{generic[1]} are not in prompts.txt "
+                         f"({n_prompts} lines)")
+    if set(parts["generic"]) & (set(parts["enroll"]) | set(parts["test"])):
+        raise SystemExit(f"generic lines {generic[0]}-{generic[1]} overlap enroll "
+                         f"(1-{n_enroll}) or test ({n_prompts - n_test + 1}-{n_prompts})")
+    return parts
 
 
-def espeak(text: str, voice: str, rate: int, pitch: int, workdir: Path) -> tuple[np.ndarray, int]:
-    """Synthesize ``text`` with espeak-ng; returns float64 mono samples and their rate."""
+def espeak(text: str, voice: str, rate: int, pitch: int, workdir: Path,
+           word_gap: int = 0) -> tuple[np.ndarray, int]:
+    """Synthesize ``text`` with espeak-ng; returns float64 mono samples and their rate.
+    ``word_gap`` > 0 adds ``-g word_gap`` (pause between words, in units of 10 ms)."""
     wav = workdir / "utt.wav"
-    cmd = ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "-w", str(wav), "--stdin"]
+    cmd = ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch)]
+    if word_gap > 0:
+        cmd += ["-g", str(word_gap)]
+    cmd += ["-w", str(wav), "--stdin"]
     subprocess.run(cmd, input=text.encode("utf-8"), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     audio, sr = sf.read(wav, dtype="float64", always_2d=False)
@@ -211,11 +268,67 @@ def make_part(domain: str, indices: list[int], prompts: list[str], out: Path, se
     return rows
 
 
+def clean_full_band(speech: np.ndarray, sr: int) -> np.ndarray:
+    """Generic part: pad -> GENERIC_OUT_RATE -> GENERIC_LEVEL_DBFS RMS (peaks <= -1 dBFS) ->
+    int16 rounded to GENERIC_BITS significant bits."""
+    x = np.concatenate([np.zeros(int(PAD_BEFORE_S * sr)), speech, np.zeros(int(PAD_AFTER_S * sr))])
+    g = np.gcd(int(sr), GENERIC_OUT_RATE)
+    y = signal.resample_poly(x, GENERIC_OUT_RATE // g, int(sr) // g)
+    rms = np.sqrt(np.mean(y ** 2))
+    y *= 10 ** (GENERIC_LEVEL_DBFS / 20) / max(rms, 1e-12)
+    peak = np.max(np.abs(y))
+    if peak > PEAK_MAX:
+        y *= PEAK_MAX / peak
+    step = 2 ** (16 - GENERIC_BITS)
+    return (np.round(y * 32768 / step) * step).clip(-32768, 32767).astype(np.int16)
+
+
+def make_generic(indices: list[int], prompts: list[str], out: Path, voices: tuple[str, ...],
+                 workdir: Path) -> list[dict]:
+    """The generic reference set: voice ``voices[k % len(voices)]`` reads the k-th line, at a
+    fixed rate and pitch, clean and full band (no room, noise or band limit; no random draw)."""
+    domain = "generic"
+    folder = out / domain
+    if folder.exists():
+        for stale in folder.glob("*.flac"):
+            stale.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, i in enumerate(indices):
+        line_no = i + 1
+        text = prompts[i]
+        voice = voices[k % len(voices)]
+        speech, sr = espeak(text, voice, GENERIC_RATE, GENERIC_PITCH, workdir,
+                            word_gap=GENERIC_WORD_GAP)
+        audio = clean_full_band(trim(speech, sr), sr)
+        utt_id = f"sample-{domain}-L{line_no:03d}"
+        name = f"{utt_id}.flac"
+        sf.write(folder / name, audio, GENERIC_OUT_RATE, format="FLAC", subtype="PCM_16")
+        rows.append({"id": utt_id, "audio": name, "text": text, "speaker": f"espeak-{voice}",
+                     "domain": domain, "duration": round(len(audio) / GENERIC_OUT_RATE, 2)})
+    with open(folder / "manifest.jsonl", "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return rows
+
+
+def parse_parts(value: str) -> tuple[str, ...]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [n for n in names if n not in PARTS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"--parts takes a comma-separated subset of "
+                                         f"{','.join(PARTS)} (got {value!r})")
+    return tuple(n for n in PARTS if n in names)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("samples"),
-                   help="output folder (default: samples); enroll/ and test/ are rewritten")
+                   help="output folder (default: samples); the --parts folders are rewritten")
+    p.add_argument("--parts", type=parse_parts, default=PARTS, metavar="LIST",
+                   help="comma-separated parts to (re)make, the others are left alone "
+                        f"(default: {','.join(PARTS)})")
     p.add_argument("--prompts", type=Path, default=None,
                    help="prompt list, one sentence a line (default: OUT/prompts.txt)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED,
@@ -224,8 +337,15 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"enrollment = the first N prompt lines (default: {N_ENROLL})")
     p.add_argument("--n-test", type=int, default=N_TEST,
                    help=f"test = the last N prompt lines (default: {N_TEST})")
-    p.add_argument("--voice", default=VOICE, help=f"espeak-ng voice (default: {VOICE})")
+    p.add_argument("--voice", default=VOICE,
+                   help=f"espeak-ng voice of the sample speaker (default: {VOICE})")
+    p.add_argument("--generic-voices", default=",".join(GENERIC_VOICES), metavar="LIST",
+                   help="comma-separated espeak-ng voices alternated over the generic part "
+                        f"(default: {','.join(GENERIC_VOICES)})")
     args = p.parse_args(argv)
+    generic_voices = tuple(v.strip() for v in args.generic_voices.split(",") if v.strip())
+    if not generic_voices:
+        p.error("--generic-voices is empty")
 
     if shutil.which("espeak-ng") is None:
         print("espeak-ng not found on PATH (Debian: apt-get install espeak-ng)", file=sys.stderr)
@@ -239,9 +359,12 @@ def main(argv: list[str] | None = None) -> int:
         _, sr = espeak("Hello.", args.voice, RATE, PITCH, workdir)
         # One room for the speaker: its impulse response depends only on the seed.
         rir = room_impulse_response(sr, np.random.default_rng([args.seed, 0, zlib.crc32(b"room")]))
-        for domain in ("enroll", "test"):
-            rows = make_part(domain, parts[domain], prompts, args.out, args.seed, rir, sr,
-                             args.voice, workdir)
+        for domain in args.parts:
+            if domain == "generic":
+                rows = make_generic(parts[domain], prompts, args.out, generic_voices, workdir)
+            else:
+                rows = make_part(domain, parts[domain], prompts, args.out, args.seed, rir, sr,
+                                 args.voice, workdir)
             total = sum(r["duration"] for r in rows)
             lines = parts[domain]
             print(f"{domain}: {len(rows)} utterances (prompt lines {lines[0] + 1}-{lines[-1] + 1}),"
