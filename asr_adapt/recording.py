@@ -37,6 +37,8 @@ from .microphone import AudioSource, MicrophoneError, MicrophoneSource
 DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "samples" / "prompts.txt"
 #: The last lines of the shipped prompts are the held-out test sentences of samples/.
 HELD_OUT_PROMPTS = 30
+#: Lines 290-301 (1-based) of the shipped prompts are samples/generic, the forgetting guard.
+GENERIC_PROMPT_LINES = range(290, 302)
 FRAME_SECONDS = 0.03
 FRAME = int(round(FRAME_SECONDS * SAMPLE_RATE))
 #: Less speech than this in a take is "no speech heard".
@@ -416,7 +418,8 @@ def choose_prompts(prompts_path: str | Path | None, already_recorded_texts: Iter
     Blank lines and lines starting with ``#`` are ignored; a prompt whose text (ignoring
     case and spacing) is already recorded, or repeats an earlier line, is skipped, so
     enrollment resumes where it stopped. The shipped default file's last
-    :data:`HELD_OUT_PROMPTS` lines are the held-out test sentences and never offered.
+    :data:`HELD_OUT_PROMPTS` lines (the held-out test sentences) and lines 290-301 (the
+    generic reference set) are never offered.
     """
     path = DEFAULT_PROMPTS if prompts_path is None else Path(prompts_path).expanduser()
     if not path.is_file():
@@ -431,9 +434,11 @@ def choose_prompts(prompts_path: str | Path | None, already_recorded_texts: Iter
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
         raise EnrollmentError(f"cannot read prompts file {path} ({reason})") from None
     lines = [" ".join(line.split()) for line in text.splitlines()]
-    lines = [line for line in lines if line and not line.startswith("#")]
     if _is_shipped(path):
+        # Sentences the shipped test and generic sets speak must stay unseen by adapters.
         lines = lines[:-HELD_OUT_PROMPTS] if len(lines) > HELD_OUT_PROMPTS else []
+        lines = [line for number, line in enumerate(lines, start=1) if number not in GENERIC_PROMPT_LINES]
+    lines = [line for line in lines if line and not line.startswith("#")]
     if not lines:
         raise EnrollmentError(f"prompts file {path} holds no prompts; give one sentence per line")
     seen = {_normalize(t) for t in already_recorded_texts if t}

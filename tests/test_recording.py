@@ -257,9 +257,10 @@ def test_default_prompts_skip_the_held_out_test_sentences():
     lines = DEFAULT_PROMPTS.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 344
     prompts = choose_prompts(None, [])
-    assert len(prompts) == 344 - HELD_OUT_PROMPTS
+    assert len(prompts) == 344 - HELD_OUT_PROMPTS - 12
     assert prompts[0] == lines[0] and prompts[-1] == lines[313]
     assert not set(prompts) & set(lines[314:])
+    assert not set(prompts) & set(lines[289:301])  # samples/generic, the forgetting guard
     # the held-out lines are the sentences of samples/test
     test_texts = {line.split('"text": "')[1].split('"')[0]
                   for line in (DEFAULT_PROMPTS.parent / "test" / "manifest.jsonl")
