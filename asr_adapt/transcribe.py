@@ -14,6 +14,25 @@ from .errors import OptionsError
 from .models import LoadedModel
 
 
+#: Upper bound on speech rate used to cap decoding length (tokens per second of audio).
+MAX_TOKENS_PER_SECOND = 10
+#: Whisper's threshold: text whose gzip compression ratio exceeds this is a repetition loop.
+COMPRESSION_RATIO_THRESHOLD = 2.4
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes of text per byte of its zlib compression (high for repetitive text)."""
+    import zlib
+
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def is_runaway(text: str) -> bool:
+    """True for a hypothesis that is a repetition loop rather than speech."""
+    return len(text) > 40 and compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD
+
+
 @dataclass(frozen=True)
 class TranscribeOptions:
     """How to decode. Validated here, once, for the library and the CLI alike."""
@@ -95,16 +114,34 @@ class Transcriber:
                 texts[i] = text
         return texts
 
-    def _decode(self, audios: list[np.ndarray]) -> list[str]:
+    def _decode(self, audios: list[np.ndarray], **overrides) -> list[str]:
         processor = self.loaded.processor
         features = processor.feature_extractor(
             [np.asarray(a, dtype=np.float32) for a in audios], sampling_rate=SAMPLE_RATE,
             return_tensors="pt", return_attention_mask=True)
         placement = self.loaded.placement
         inputs = features.input_features.to(placement.device, dtype=placement.dtype)
-        tokens = self.model.generate(inputs, attention_mask=features.attention_mask.to(placement.device),
-                                     **self._generate_kwargs())
-        return [text.strip() for text in processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+        kwargs = self._generate_kwargs()
+        # Nobody says more than ~6 tokens a second: a cap from the audio's length keeps a
+        # decoder stuck in a loop from running to the 448-token limit.
+        longest = max(len(a) for a in audios) / SAMPLE_RATE
+        kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], int(MAX_TOKENS_PER_SECOND * longest) + 16)
+        kwargs.update(overrides)
+        tokens = self.model.generate(inputs, attention_mask=features.attention_mask.to(placement.device), **kwargs)
+        texts = [text.strip() for text in processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+        if not overrides:
+            texts = self._retry_runaways(audios, texts)
+        return texts
+
+    def _retry_runaways(self, audios: list[np.ndarray], texts: list[str]) -> list[str]:
+        """Decode again, forbidding repeated 4-grams, whatever came out as a loop (Whisper's
+        own test: text that compresses too well). Deterministic, unlike temperature fallback."""
+        for i, text in enumerate(texts):
+            if is_runaway(text):
+                retry = self._decode([audios[i]], no_repeat_ngram_size=4)[0]
+                if compression_ratio(retry) < compression_ratio(text):
+                    texts[i] = retry
+        return texts
 
     def transcribe_audio(self, audio: np.ndarray, source: str = "<audio>") -> Transcript:
         """Transcribe one array of any length (16 kHz mono float)."""

@@ -103,3 +103,21 @@ def test_bundled_model_on_shipped_samples(bundled_model):
     # An accented, band-limited voice: tiny.en makes real mistakes, but it is speech it
     # mostly understands (measured ~40% on the whole test part; see samples/README.md).
     assert 0.05 < report.wer < 0.9
+
+
+def test_repetition_loops_are_recognised():
+    from asr_adapt.transcribe import is_runaway
+
+    assert is_runaway("That is the one, the one, the one, the one, the one, the one, the one, the one.")
+    assert not is_runaway("Please call Stella and ask her to bring these things with her from the store.")
+    assert not is_runaway("Yes yes.")  # short text never counts
+
+
+def test_decoding_length_is_capped_by_the_audio_length(tiny_whisper_dir):
+    """A random model never stops on its own: 1 s of audio must not cost 440 tokens."""
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    transcriber = Transcriber(loaded, TranscribeOptions(max_new_tokens=440))
+    rng = np.random.default_rng(3)
+    text = transcriber.transcribe_arrays([rng.normal(0, 0.1, SAMPLE_RATE).astype(np.float32)])[0]
+    tokens = loaded.processor.tokenizer(text, add_special_tokens=False).input_ids
+    assert len(tokens) <= 10 * 1 + 16 + 2
