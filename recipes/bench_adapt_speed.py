@@ -89,8 +89,9 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "results": results},
                                    indent=2))
-    if len(results) == 2:
-        plain, packed = results
+    by_name = {row["variant"]: row for row in results}
+    if {"plain", "packed"} <= by_name.keys():
+        plain, packed = by_name["plain"], by_name["packed"]
         print(f"speed-up per epoch: {plain['seconds_per_epoch'] / packed['seconds_per_epoch']:.1f}x; "
               f"to best: {plain['seconds_to_best'] / packed['seconds_to_best']:.1f}x")
     return 0
