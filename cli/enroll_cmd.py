@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     mic = parser.add_argument_group("microphone")
     mic.add_argument("--prompts", type=Path, help="one sentence per line (default: samples/prompts.txt)")
     mic.add_argument("--minutes", type=float, default=5.0, help="suggested minutes of speech (default: 5)")
-    mic.add_argument("--input-device", help="sounddevice input (index or name); see asr-adapt live --list-devices")
+    mic.add_argument("--input-device", help="microphone to use: an index or part of a name (see --list-devices)")
+    mic.add_argument("--list-devices", action="store_true", help="list the audio inputs and exit")
     add_model_arguments(parser)
     add_training_arguments(parser)
     parser.set_defaults(run=run)
@@ -30,6 +31,9 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from asr_adapt.profiles import validate_profile_name
+
+    if args.list_devices:
+        return _list_devices()
 
     validate_profile_name(args.name)
     lora, options = training_settings(args)  # bad flags fail before anything is written
@@ -49,6 +53,19 @@ def run(args) -> int:
     report = adapt_profile(profile, lora, options, device=args.device, progress=sys.stderr.isatty())
     print_adapt_report(report, sys.stderr)
     return 0 if report.saved else 1
+
+
+def _list_devices() -> int:
+    from asr_adapt.microphone import list_input_devices
+
+    devices = list_input_devices()
+    for device in devices:
+        mark = " (default)" if device.get("is_default") else ""
+        print(f"{device['index']}\t{device['name']}{mark}\t{device['channels']} ch, "
+              f"{device['default_samplerate']:.0f} Hz")
+    if not devices:
+        print("no audio inputs found; enroll from recordings with --from DIR")
+    return 0
 
 
 def _import(args):

@@ -114,3 +114,15 @@ def test_real_adaptation_lowers_wer_on_held_out_sample_speech(capsys, tmp_path):
     # Measured: about 59% -> 20% on these 12 sentences after 3 epochs on 40 utterances.
     assert result["wer_after"] < 0.7 * result["wer_before"], result
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 1000
+
+
+def test_list_devices(capsys, monkeypatch):
+    from asr_adapt import microphone
+
+    fake = [{"index": 3, "name": "USB headset", "channels": 1, "default_samplerate": 48000.0, "is_default": True}]
+    monkeypatch.setattr(microphone, "list_input_devices", lambda: fake)
+    code, out, _ = run_cli(capsys, "enroll", "anyone", "--list-devices")
+    assert code == 0 and out.startswith("3\tUSB headset (default)\t1 ch, 48000 Hz")
+    monkeypatch.setattr(microphone, "list_input_devices", lambda: [])
+    code, out, _ = run_cli(capsys, "enroll", "anyone", "--list-devices")
+    assert code == 0 and "no audio inputs found" in out
