@@ -586,7 +586,8 @@ class Profile:
 
     def _clean_leftovers(self) -> None:
         """Remove partial adapters and half-written recordings of dead processes."""
-        for folder, pattern in ((self.adapters_dir, _PARTIAL), (self.enrollment_dir, _ENROLL_TMP)):
+        for folder, pattern in ((self.adapters_dir, _PARTIAL), (self.enrollment_dir, _ENROLL_TMP),
+                                (self.unlabeled_dir, _ENROLL_TMP)):
             try:
                 entries = list(folder.iterdir())
             except OSError:
@@ -633,9 +634,9 @@ class Profile:
             return []
         return read_manifest(manifest)
 
-    def _repair_manifest_tail(self) -> None:
+    def _repair_manifest_tail(self, manifest: Path | None = None) -> None:
         """Drop a last line cut short by a crash (a line written whole keeps it)."""
-        manifest = self.enrollment_manifest
+        manifest = manifest or self.enrollment_manifest
         try:
             data = manifest.read_bytes()
         except FileNotFoundError:
@@ -671,9 +672,9 @@ class Profile:
             number += 1
         return ids
 
-    def _write_flac(self, utt_id: str, audio: np.ndarray) -> Path:
+    def _write_flac(self, utt_id: str, audio: np.ndarray, folder: Path | None = None) -> Path:
         """Write ``<id>.flac`` under a temporary name, flush it, and rename it into place."""
-        folder = self.enrollment_dir
+        folder = folder or self.enrollment_dir
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{utt_id}.flac"
         temp = folder / f".{utt_id}.tmp-{os.getpid()}.flac"
@@ -738,6 +739,59 @@ class Profile:
             _remove(path)
             raise ProfileError(f"saving recording {utterance_id} of '{self.name}' failed "
                                f"({_oserror_text(error)}); earlier recordings are intact") from error
+        return utterance
+
+    # ----------------------------------------------------------------- unlabeled audio
+
+    @property
+    def unlabeled_manifest(self) -> Path:
+        """The manifest of the profile's unlabeled audio (may not exist yet)."""
+        return self.unlabeled_dir / MANIFEST_NAME
+
+    def unlabeled_utterances(self) -> list[Utterance]:
+        """Unlabeled audio kept for this profile (``text`` is None), oldest first."""
+        manifest = self.unlabeled_manifest
+        if not manifest.is_file():
+            return []
+        self._repair_manifest_tail(manifest)
+        if manifest.stat().st_size == 0:
+            return []
+        return read_manifest(manifest)
+
+    def add_unlabeled_audio(self, audio: np.ndarray, source: str | None = None) -> Utterance:
+        """Keep a recording (16 kHz mono float) as unlabeled audio of this profile.
+
+        Used by ``live --keep-audio`` and read back by domain-confusion adaptation. The FLAC
+        is written and renamed into place before its manifest line is appended, as for
+        enrollment, so an interrupted run loses at most this recording. ``source`` (e.g.
+        ``"live"``) is stored in the manifest line.
+        """
+        audio = _check_audio(audio)
+        existing = self.unlabeled_utterances()
+        utterance_id = f"{_now().strftime('%Y%m%dT%H%M%SZ')}-{_tag()}"
+        try:
+            path = self._write_flac(utterance_id, audio, self.unlabeled_dir)
+        except OSError as error:
+            raise ProfileError(f"keeping audio for '{self.name}' failed ({_oserror_text(error)}); "
+                               f"earlier audio is intact") from error
+        speakers = {u.speaker for u in existing} | {u.speaker for u in self.enrollment_utterances()}
+        speaker = speakers.pop() if len(speakers) == 1 else self.name
+        utterance = Utterance(id=utterance_id, audio=path, text=None, speaker=speaker,
+                              duration=len(audio) / SAMPLE_RATE)
+        record = {"id": utterance.id, "audio": path.name, "text": None, "speaker": speaker,
+                  "duration": round(utterance.duration, 3)}
+        if source:
+            record["source"] = source
+        try:
+            with open(self.unlabeled_manifest, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as error:
+            self._repair_manifest_tail(self.unlabeled_manifest)
+            _remove(path)
+            raise ProfileError(f"keeping audio for '{self.name}' failed ({_oserror_text(error)}); "
+                               f"earlier audio is intact") from error
         return utterance
 
     def import_enrollment(self, utterances: list[Utterance]) -> int:

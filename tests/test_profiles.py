@@ -704,3 +704,30 @@ def test_import_of_a_badly_named_folder_asks_for_a_name(home, tmp_path):
     with pytest.raises(ProfileError, match="invalid profile name 'My Voice'.*--name"):
         import_profile(archive)
     assert import_profile(archive, name="me").name == "me"
+
+
+def test_unlabeled_audio_is_kept_apart_from_enrollment(alice):
+    assert alice.unlabeled_utterances() == []
+    alice.add_enrollment_utterance(sine(0.5), "labeled")
+    kept = alice.add_unlabeled_audio(sine(2.0), source="live")
+    again = Profile.open("alice").add_unlabeled_audio(sine(1.0))
+    assert kept.id != again.id
+    unlabeled = Profile.open("alice").unlabeled_utterances()
+    assert [(u.text, u.duration, u.speaker) for u in unlabeled] == [(None, 2.0, "alice"), (None, 1.0, "alice")]
+    assert [u.text for u in alice.enrollment_utterances()] == ["labeled"]
+    data, rate = sf.read(str(unlabeled[0].audio), dtype="float32")
+    assert rate == 16000 and np.abs(data - sine(2.0)).max() < 1e-3
+    assert json.loads(alice.unlabeled_manifest.read_text().splitlines()[0])["source"] == "live"
+
+
+def test_unlabeled_audio_rejects_bad_input_and_survives_a_cut_line(alice):
+    with pytest.raises(ValueError):
+        alice.add_unlabeled_audio(np.zeros((10, 2), dtype=np.float32))
+    with pytest.raises(AsrAdaptError, match="no audio"):
+        alice.add_unlabeled_audio(np.zeros(0, dtype=np.float32))
+    alice.add_unlabeled_audio(sine(0.5))
+    with open(alice.unlabeled_manifest, "a") as handle:
+        handle.write('{"id": "cut')          # a crash mid-line
+    assert len(alice.unlabeled_utterances()) == 1
+    alice.add_unlabeled_audio(sine(0.25))
+    assert [u.duration for u in alice.unlabeled_utterances()] == [0.5, 0.25]
