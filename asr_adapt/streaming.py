@@ -1,0 +1,518 @@
+"""Streaming transcription with Whisper: the LocalAgreement policy and a source-agnostic processor.
+
+Whisper transcribes whole windows, not streams. Following ufal/whisper_streaming, the
+processor keeps a growing buffer of recent audio, transcribes all of it at every step, and
+*commits* only the words that two successive hypotheses agree on (LocalAgreement-2): a word
+that survived one more second of right context rarely changes again. What is committed is
+never taken back; the rest is shown as a tentative tail.
+
+The buffer must stay bounded (Whisper sees 30 s; each step re-reads the whole buffer), so
+it is cut where the audio itself says a phrase ended:
+
+* a pause (``pause_seconds`` of silence by the VAD after speech) ends a phrase: the buffer's
+  whole hypothesis is committed and the buffer emptied (whisper_streaming's VAC mode);
+* a buffer longer than ``trim_seconds`` (speech without such a pause) is cut in its latest
+  short pause: the audio before the cut is transcribed once more and committed in full;
+  past ``max_buffer_seconds`` it is cut at its quietest frame, pause or not.
+
+Buffer stretches without speech are dropped without decoding: Whisper invents text for
+silence, and decoding nothing costs time. Committed text before the buffer can be passed as
+Whisper's prompt (``use_prompt``), which keeps spelling and casing consistent across cuts.
+
+:class:`StreamingProcessor` does not know where audio comes from: the microphone, a file
+replayed in real time, or :func:`run_deterministic`, which feeds a fixed hop per step so
+that results do not depend on the machine's speed, and keeps a simulated clock in which
+each step's measured compute time is spent (for honest latency figures).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .errors import OptionsError
+from .vad import EnergyVad, VadOptions, frame_levels
+
+#: Whisper's window: the buffer must always fit in it.
+WINDOW_LIMIT_SECONDS = 29.5
+
+
+@dataclass(frozen=True)
+class StreamingOptions:
+    """How the streaming policy behaves. Validated here, for the library and CLI alike."""
+
+    #: Seconds of new audio between two decoding steps (exactly this in deterministic mode).
+    hop_seconds: float = 1.0
+    #: LocalAgreement-n: commit what the last n hypotheses agree on (2 as in whisper_streaming).
+    agreement: int = 2
+    #: Silence after speech that ends a phrase: commit it all and empty the buffer.
+    pause_seconds: float = 0.5
+    #: A buffer longer than this is cut at its latest short pause.
+    trim_seconds: float = 15.0
+    #: A buffer longer than this is cut at its quietest frame, pause or not.
+    max_buffer_seconds: float = 25.0
+    #: The shortest pause a long buffer may be cut in.
+    cut_pause_seconds: float = 0.15
+    #: Pass the committed text before the buffer to Whisper as its prompt.
+    use_prompt: bool = True
+    #: How much of that text (characters, the most recent).
+    prompt_chars: int = 200
+    #: Less speech than this (seconds, by the VAD) in the buffer: nothing to decode.
+    min_speech_seconds: float = 0.1
+    vad: VadOptions = field(default_factory=VadOptions)
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.hop_seconds <= 5.0:
+            raise OptionsError(f"streaming hop must be between 0.1 and 5 seconds, got {self.hop_seconds}")
+        if not isinstance(self.agreement, int) or not 1 <= self.agreement <= 5:
+            raise OptionsError(f"agreement must be an integer from 1 to 5, got {self.agreement!r}")
+        if not 0.1 <= self.pause_seconds <= 5.0:
+            raise OptionsError(f"pause must be between 0.1 and 5 seconds, got {self.pause_seconds}")
+        if not 2.0 <= self.trim_seconds < self.max_buffer_seconds <= WINDOW_LIMIT_SECONDS:
+            raise OptionsError(f"need 2 <= trim seconds < max buffer seconds <= {WINDOW_LIMIT_SECONDS}, "
+                               f"got {self.trim_seconds} and {self.max_buffer_seconds}")
+        if not 0.02 <= self.cut_pause_seconds <= self.pause_seconds:
+            raise OptionsError("cut pause must be between 0.02 s and the phrase pause")
+        if self.prompt_chars < 0:
+            raise OptionsError("prompt length must not be negative")
+        if self.min_speech_seconds < 0:
+            raise OptionsError("minimum speech must not be negative")
+
+
+# --------------------------------------------------------------------------- the policy
+
+_PUNCTUATION = re.compile(r"[^\w']+")
+
+
+def normalize_word(word: str) -> str:
+    """The form two hypotheses are compared in: case and punctuation do not count."""
+    return _PUNCTUATION.sub("", word.casefold())
+
+
+def common_prefix(*hypotheses: Sequence[str]) -> int:
+    """How many leading words all ``hypotheses`` share (compared by :func:`normalize_word`)."""
+    if not hypotheses:
+        return 0
+    count = 0
+    for words in zip(*hypotheses):
+        if len({normalize_word(w) for w in words}) != 1:
+            break
+        count += 1
+    return count
+
+
+def align_prefix(committed: Sequence[str], hypothesis: Sequence[str]) -> tuple[int, int]:
+    """Where ``committed`` ends in ``hypothesis``: ``(i, j)`` such that the first ``i``
+    committed words correspond to the first ``j`` hypothesis words, and either all committed
+    words (``i == len(committed)``) or all hypothesis words (``j == len(hypothesis)``) are used.
+
+    A new hypothesis of the same buffer usually repeats the committed words exactly; when
+    Whisper rewrites one of them (casing, a split word), the best fuzzy alignment decides.
+    """
+    c = [normalize_word(w) for w in committed]
+    h = [normalize_word(w) for w in hypothesis]
+    if h[:len(c)] == c:
+        return len(c), len(c)
+    if c[:len(h)] == h:
+        return len(h), len(h)
+    end_c = end_h = 0
+    for a, b, size in SequenceMatcher(None, c, h, autojunk=False).get_matching_blocks():
+        if size:
+            end_c, end_h = a + size, b + size
+    extra = min(len(c) - end_c, len(h) - end_h)  # unmatched words on both sides pair up
+    return end_c + extra, end_h + extra
+
+
+class LocalAgreement:
+    """LocalAgreement-n over word hypotheses of one growing buffer.
+
+    :meth:`update` takes the buffer's newest hypothesis and returns the words it commits:
+    the longest prefix (after the words already committed) that the last ``n`` hypotheses
+    agree on. :meth:`flush` commits the latest tentative words as they are (end of a phrase
+    or of the stream). Committed words are in the newest hypothesis' spelling.
+    """
+
+    def __init__(self, n: int = 2) -> None:
+        if n < 1:
+            raise OptionsError("agreement needs at least one hypothesis")
+        self.n = n
+        self.committed: list[str] = []
+        self._history: list[list[str]] = []
+
+    @property
+    def tentative(self) -> list[str]:
+        """The newest hypothesis' words after the committed ones."""
+        return list(self._history[-1]) if self._history else []
+
+    def update(self, hypothesis: Sequence[str]) -> list[str]:
+        """Add a hypothesis of the whole buffer; return the words newly committed."""
+        _, start = align_prefix(self.committed, hypothesis)
+        self._history.append(list(hypothesis[start:]))
+        self._history = self._history[-self.n:]
+        if len(self._history) < self.n:
+            return []
+        agreed = common_prefix(*self._history)
+        new = self._history[-1][:agreed]
+        self.committed.extend(new)
+        self._history = [words[agreed:] for words in self._history]
+        return new
+
+    def flush(self) -> list[str]:
+        """Commit the newest tentative words without waiting for agreement."""
+        new = self.tentative
+        self.committed.extend(new)
+        self._history = []
+        return new
+
+    def reset(self, committed: Sequence[str] = ()) -> None:
+        """Start over on a new buffer whose audio holds ``committed`` (already committed)."""
+        self.committed = list(committed)
+        self._history = []
+
+
+# --------------------------------------------------------------------------- decoding
+
+#: Anything that turns a buffer (16 kHz mono float32) and a prompt into text.
+Decoder = Callable[[np.ndarray, str], str]
+
+
+class WhisperDecoder:
+    """Greedy Whisper decoding of one buffer with an optional text prompt.
+
+    Reads ``loaded.model`` at every call, so a profile switch (which changes the model's
+    weights in place, see :class:`asr_adapt.personal.AdapterSwitcher`) takes effect at the
+    next step. On CUDA the features go in the model's dtype (float16/bfloat16).
+    """
+
+    def __init__(self, loaded, max_new_tokens: int = 440, language: str = "en") -> None:
+        self.loaded = loaded
+        self.max_new_tokens = int(max_new_tokens)
+        self.language = language
+
+    def __call__(self, audio: np.ndarray, prompt: str = "") -> str:
+        import torch
+
+        from .transcribe import MAX_TOKENS_PER_SECOND, is_runaway
+
+        processor, model = self.loaded.processor, self.loaded.model
+        placement = self.loaded.placement
+        features = processor.feature_extractor([np.asarray(audio, dtype=np.float32)], sampling_rate=SAMPLE_RATE,
+                                               return_tensors="pt", return_attention_mask=True)
+        kwargs = {"do_sample": False, "num_beams": 1,
+                  "attention_mask": features.attention_mask.to(placement.device),
+                  "max_new_tokens": min(self.max_new_tokens,
+                                        int(MAX_TOKENS_PER_SECOND * len(audio) / SAMPLE_RATE) + 16)}
+        if getattr(model.generation_config, "is_multilingual", False):
+            kwargs.update(language=self.language, task="transcribe")
+        if prompt.strip():
+            kwargs["prompt_ids"] = processor.get_prompt_ids(prompt.strip(), return_tensors="pt").to(placement.device)
+        inputs = features.input_features.to(placement.device, dtype=placement.dtype)
+        with torch.inference_mode():
+            tokens = model.generate(inputs, **kwargs)
+            text = processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)[0].strip()
+            if is_runaway(text):  # a repetition loop: retry without repeated 4-grams
+                tokens = model.generate(inputs, no_repeat_ngram_size=4, **kwargs)
+                text = processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)[0].strip()
+        return text
+
+
+# --------------------------------------------------------------------------- the processor
+
+
+@dataclass(frozen=True)
+class StreamUpdate:
+    """What one processing step changed."""
+
+    committed: tuple[str, ...] = ()   # words committed by this step, in order
+    tentative: str = ""               # the uncommitted tail after this step
+    phrase_ended: bool = False        # a pause (or the end) closed the current phrase
+    decoded: bool = False             # Whisper ran in this step
+    compute_seconds: float = 0.0      # wall time this step took
+    stream_seconds: float = 0.0       # audio received so far
+    buffer_seconds: float = 0.0       # audio buffered after this step
+
+
+class StreamingProcessor:
+    """Turns a stream of audio blocks into committed text (see the module docstring).
+
+    Feed it with :meth:`insert_audio`, call :meth:`process_iter` whenever enough new audio
+    arrived (:attr:`pending_seconds` >= ``options.hop_seconds``), and :meth:`finish` at the
+    end. It is not thread-safe: one thread feeds and processes.
+    """
+
+    #: Silence kept after a phrase's last word when it is decoded (word endings fade out).
+    PAUSE_CONTEXT_SECONDS = 0.2
+
+    def __init__(self, decoder: Decoder, options: StreamingOptions | None = None) -> None:
+        self.decoder = decoder
+        self.options = options or StreamingOptions()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: a new stream starts at sample 0."""
+        self.vad = EnergyVad(self.options.vad)
+        self.agreement = LocalAgreement(self.options.agreement)
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._buffer_start = 0
+        self._decoded_until = 0
+        self._phrases: list[list[str]] = []
+        self._current: list[str] = []
+        self.max_buffer_seconds_seen = 0.0
+        self.decodes = 0
+
+    # ----------------------------------------------------------------- state
+
+    @property
+    def stream_samples(self) -> int:
+        return self._buffer_start + len(self._audio)
+
+    @property
+    def buffer_seconds(self) -> float:
+        return len(self._audio) / SAMPLE_RATE
+
+    @property
+    def pending_seconds(self) -> float:
+        """Audio received since the last decision."""
+        return (self.stream_samples - self._decoded_until) / SAMPLE_RATE
+
+    @property
+    def phrases(self) -> list[str]:
+        """Committed text, one entry per phrase (the open phrase last, if any)."""
+        phrases = [" ".join(words) for words in self._phrases]
+        if self._current:
+            phrases.append(" ".join(self._current))
+        return phrases
+
+    @property
+    def text(self) -> str:
+        """All committed text."""
+        return " ".join(self.phrases)
+
+    @property
+    def tentative(self) -> str:
+        return " ".join(self.agreement.tentative)
+
+    def _prompt(self) -> str:
+        if not self.options.use_prompt or not self.options.prompt_chars:
+            return ""
+        words = [w for phrase in self._phrases for w in phrase] + self._current
+        before = words[:len(words) - len(self.agreement.committed)]  # text whose audio left the buffer
+        return " ".join(before)[-self.options.prompt_chars:]
+
+    # ----------------------------------------------------------------- feeding
+
+    def insert_audio(self, block: np.ndarray) -> None:
+        """Append a block (16 kHz mono float) to the stream."""
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        if block.size:
+            self._audio = np.concatenate([self._audio, block])
+            self.vad.accept(block)
+
+    def _decode(self, end: int | None = None) -> list[str]:
+        audio = self._audio if end is None else self._audio[:end - self._buffer_start]
+        self.decodes += 1
+        self.max_buffer_seconds_seen = max(self.max_buffer_seconds_seen, len(audio) / SAMPLE_RATE)
+        return self.decoder(audio, self._prompt()).split()
+
+    def _drop_until(self, sample: int) -> None:
+        sample = min(max(sample, self._buffer_start), self.stream_samples)
+        self._audio = self._audio[sample - self._buffer_start:].copy()
+        self._buffer_start = sample
+        self.vad.forget_before(sample)
+
+    def _commit(self, words: Sequence[str]) -> None:
+        self._current.extend(words)
+
+    def _end_phrase(self) -> None:
+        if self._current:
+            self._phrases.append(self._current)
+        self._current = []
+
+    # ----------------------------------------------------------------- steps
+
+    def process_iter(self) -> StreamUpdate:
+        """Decode the buffer (when it holds speech and new audio came) and apply the policy."""
+        started = time.perf_counter()
+        end = self.stream_samples
+        if end <= self._decoded_until:
+            return self._update((), False, False, started)
+        self._decoded_until = end
+        opts = self.options
+        if not self.vad.has_speech(self._buffer_start, end, opts.min_speech_seconds):
+            # Nothing said: drop the audio but a short tail, which may hold a word's onset.
+            committed = tuple(self.agreement.flush())
+            self._commit(committed)
+            ended = bool(committed)
+            if ended:
+                self._end_phrase()
+            self.agreement.reset()
+            self._drop_until(end - int(opts.pause_seconds * SAMPLE_RATE))
+            return self._update(committed, ended, False, started)
+        pause = self._phrase_pause(end)
+        if pause is not None:
+            # A phrase is over: its audio is complete, so its hypothesis is final. Whisper
+            # sees the phrase and a little of the silence after it, never the next phrase.
+            first, last = pause
+            tail = int(self.PAUSE_CONTEXT_SECONDS * SAMPLE_RATE)
+            cut = min(last, first + tail)
+            words = self._decode(cut)
+            committed = tuple(self.agreement.update(words) + self.agreement.flush())
+            self._commit(committed)
+            self._end_phrase()
+            self.agreement.reset()
+            self._drop_until(max(cut, last - tail))
+            return self._update(committed, True, True, started)
+        words = self._decode()
+        committed = list(self.agreement.update(words))
+        self._commit(committed)
+        if self.buffer_seconds > opts.trim_seconds:
+            committed += self._cut()
+        return self._update(tuple(committed), False, True, started)
+
+    def _phrase_pause(self, end: int) -> tuple[int, int] | None:
+        """The latest pause of at least ``pause_seconds`` in the buffer that follows speech
+        (pauses can fall between two steps: look at the whole buffer, not only its end)."""
+        opts = self.options
+        for first, last in reversed(self.vad.pauses(self._buffer_start, end, opts.pause_seconds)):
+            if self.vad.has_speech(self._buffer_start, first, opts.min_speech_seconds):
+                return first, last
+        return None
+
+    def _cut(self) -> list[str]:
+        """Cut a long buffer at its latest pause (or, past the hard limit, its quietest
+        frame); commit all words before the cut. Returns the words newly committed."""
+        opts = self.options
+        start, end = self._buffer_start, self.stream_samples
+        margin = SAMPLE_RATE  # leave a second on each side: a cut needs context
+        pauses = self.vad.pauses(start + margin, end - margin, opts.cut_pause_seconds)
+        if pauses:
+            first, last = pauses[-1]
+            cut = (first + last) // 2
+        elif self.buffer_seconds > opts.max_buffer_seconds:
+            frame = self.vad.options.frame_samples
+            lo = len(self._audio) // 2
+            levels = frame_levels(self._audio[lo:len(self._audio) - margin], frame)
+            cut = start + lo + (int(np.argmin(levels)) * frame if len(levels) else 0)
+        else:
+            return []
+        words = self._decode(cut)
+        used, position = align_prefix(self.agreement.committed, words)
+        new = words[position:]
+        self._commit(new)
+        self.agreement.reset(self.agreement.committed[used:])
+        self._drop_until(cut)
+        return new
+
+    def finish(self) -> StreamUpdate:
+        """End of stream: decode what is left, commit everything, close the phrase."""
+        started = time.perf_counter()
+        end = self.stream_samples
+        decoded = False
+        if end > self._decoded_until and self.vad.has_speech(self._buffer_start, end,
+                                                             self.options.min_speech_seconds):
+            committed = self.agreement.update(self._decode()) + self.agreement.flush()
+            decoded = True
+        else:
+            committed = self.agreement.flush()
+        self._decoded_until = end
+        self._commit(committed)
+        self._end_phrase()
+        self.agreement.reset()
+        self._drop_until(end)
+        return self._update(tuple(committed), True, decoded, started)
+
+    def _update(self, committed, ended: bool, decoded: bool, started: float) -> StreamUpdate:
+        return StreamUpdate(committed=tuple(committed), tentative=self.tentative, phrase_ended=ended,
+                            decoded=decoded, compute_seconds=time.perf_counter() - started,
+                            stream_seconds=self.stream_samples / SAMPLE_RATE,
+                            buffer_seconds=self.buffer_seconds)
+
+
+# --------------------------------------------------------------------------- deterministic replay
+
+
+@dataclass(frozen=True)
+class CommittedWord:
+    """A committed word and when: ``audio_time`` is how much audio the processor had
+    received, ``commit_time`` the simulated clock (audio time plus the compute spent)."""
+
+    text: str
+    audio_time: float
+    commit_time: float
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """The outcome of :func:`run_deterministic`."""
+
+    text: str
+    phrases: tuple[str, ...]
+    words: tuple[CommittedWord, ...]
+    audio_seconds: float
+    compute_seconds: float
+    steps: int
+    decodes: int
+    max_buffer_seconds: float
+    options: StreamingOptions
+
+    @property
+    def real_time_factor(self) -> float:
+        """Compute time per second of audio (below 1: faster than real time)."""
+        return self.compute_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+
+def run_deterministic(processor: StreamingProcessor, audio: np.ndarray,
+                      on_update: Callable[[StreamUpdate], None] | None = None) -> StreamResult:
+    """Stream ``audio`` through ``processor`` one fixed hop per step, whatever the wall clock.
+
+    The text is reproducible (it depends only on the audio, the model and the options).
+    Timing is simulated honestly: a step starts when its audio has arrived *and* the
+    previous step has finished, and lasts the compute time it really took, so a processor
+    slower than real time falls behind and its commit times show it.
+    """
+    processor.reset()
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    hop = max(1, int(round(processor.options.hop_seconds * SAMPLE_RATE)))
+    clock = compute = 0.0
+    steps = 0
+    words: list[CommittedWord] = []
+
+    def record(update: StreamUpdate, arrived: float) -> None:
+        nonlocal clock, compute, steps
+        steps += 1
+        compute += update.compute_seconds
+        clock = max(clock, arrived) + update.compute_seconds
+        words.extend(CommittedWord(w, arrived, clock) for w in update.committed)
+        if on_update is not None:
+            on_update(update)
+
+    for begin in range(0, len(audio), hop):
+        processor.insert_audio(audio[begin:begin + hop])
+        record(processor.process_iter(), min(len(audio), begin + hop) / SAMPLE_RATE)
+    record(processor.finish(), len(audio) / SAMPLE_RATE)
+    return StreamResult(text=processor.text, phrases=tuple(processor.phrases), words=tuple(words),
+                        audio_seconds=len(audio) / SAMPLE_RATE, compute_seconds=compute, steps=steps,
+                        decodes=processor.decodes, max_buffer_seconds=processor.max_buffer_seconds_seen,
+                        options=processor.options)
+
+
+__all__ = [
+    "CommittedWord",
+    "Decoder",
+    "LocalAgreement",
+    "StreamResult",
+    "StreamUpdate",
+    "StreamingOptions",
+    "StreamingProcessor",
+    "WhisperDecoder",
+    "align_prefix",
+    "common_prefix",
+    "normalize_word",
+    "run_deterministic",
+]

@@ -1,0 +1,190 @@
+"""The streaming policy (LocalAgreement, buffer cuts, end of stream) and the processor, on
+synthetic tone 'speech' with a fake decoder, then on real speech with the bundled model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asr_adapt.errors import OptionsError
+from asr_adapt.streaming import (LocalAgreement, StreamingOptions, StreamingProcessor, align_prefix,
+                                 common_prefix, normalize_word, run_deterministic)
+from conftest import SAMPLES, read_samples_manifest
+from streaming_fakes import ToneDecoder, script_audio
+
+
+def words_of(text):
+    return [normalize_word(w) for w in text.split()]
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def test_common_prefix_ignores_case_and_punctuation():
+    assert common_prefix(["Hello,", "world"], ["hello", "World.", "again"]) == 2
+    assert common_prefix(["a", "b"], ["a", "c"]) == 1
+    assert common_prefix([], ["a"]) == 0
+    assert common_prefix(["a", "b", "c"], ["a", "b", "c"], ["a", "x"]) == 1
+
+
+def test_align_prefix_exact_fuzzy_and_short():
+    assert align_prefix(["we", "watched"], ["We", "watched", "the", "fireworks"]) == (2, 2)
+    # Whisper rewrote one committed word: the alignment still ends after it.
+    assert align_prefix(["the", "multistorey", "car"], ["the", "multi-story", "car", "park"]) == (3, 3)
+    # The hypothesis of a shorter stretch stops inside the committed words.
+    assert align_prefix(["a", "b", "c", "d"], ["a", "b"]) == (2, 2)
+    assert align_prefix([], ["x"]) == (0, 0)
+
+
+def test_local_agreement_commits_only_what_two_hypotheses_share():
+    policy = LocalAgreement(2)
+    assert policy.update(["We", "watch."]) == []          # one hypothesis: nothing is sure
+    assert policy.tentative == ["We", "watch."]
+    assert policy.update(["We", "watched", "the", "fire"]) == ["We"]
+    assert policy.update(["We", "watched", "the", "fireworks", "from"]) == ["watched", "the"]
+    assert policy.committed == ["We", "watched", "the"]
+    assert policy.tentative == ["fireworks", "from"]
+    # Committed words are never taken back, even when a later hypothesis disagrees.
+    assert policy.update(["He", "washed", "the", "fireworks", "from", "the"]) == ["fireworks", "from"]
+    assert policy.committed == ["We", "watched", "the", "fireworks", "from"]
+    assert policy.flush() == ["the"]
+    assert policy.tentative == []
+
+
+def test_local_agreement_of_three():
+    policy = LocalAgreement(3)
+    assert policy.update(["a", "b"]) == []
+    assert policy.update(["a", "b", "c"]) == []
+    assert policy.update(["a", "x", "c"]) == ["a"]
+
+
+def test_options_are_validated():
+    with pytest.raises(OptionsError, match="hop"):
+        StreamingOptions(hop_seconds=0)
+    with pytest.raises(OptionsError, match="trim seconds"):
+        StreamingOptions(trim_seconds=20, max_buffer_seconds=10)
+    with pytest.raises(OptionsError, match="max buffer"):
+        StreamingOptions(max_buffer_seconds=40)
+    with pytest.raises(OptionsError, match="agreement"):
+        StreamingOptions(agreement=0)
+
+
+# --------------------------------------------------------------------------- processor, fake decoder
+
+
+def stream(audio, **options):
+    decoder = ToneDecoder()
+    processor = StreamingProcessor(decoder, StreamingOptions(**options))
+    updates = []
+    result = run_deterministic(processor, audio, on_update=updates.append)
+    return result, updates, decoder
+
+
+def test_words_commit_in_order_and_phrases_end_at_pauses():
+    phrases = [[1, 2, 3, 4, 5], [6, 7, 8], [9, 10, 11, 12]]
+    audio, ends = script_audio(phrases)
+    result, updates, decoder = stream(audio, hop_seconds=0.5)
+    assert words_of(result.text) == [w for w, _ in ends]
+    assert [words_of(p) for p in result.phrases] == [[f"w{i}" for i in p] for p in phrases]
+    # The half-heard last word ("uh") showed up as tentative but was never committed.
+    assert any("uh" in u.tentative.split() for u in updates)
+    assert "uh" not in result.text.split()
+    # Every word was committed before the end of the stream, not only by the final flush.
+    times = {normalize_word(w.text): w.audio_time for w in result.words}
+    assert all(times[w] < result.audio_seconds for w, _ in ends[:-1])
+
+
+def test_words_commit_soon_after_they_are_spoken():
+    audio, ends = script_audio([list(range(1, 21))])
+    result, _, _ = stream(audio, hop_seconds=0.5)
+    assert [normalize_word(w.text) for w in result.words] == [w for w, _ in ends]
+    delays = [w.audio_time - end for w, (_, end) in zip(result.words, ends)]
+    # Two agreeing hypotheses, one hop apart: a word is committed within ~2 hops of its end.
+    assert max(delays) <= 1.5 + 1e-6
+
+
+def test_long_speech_keeps_the_buffer_bounded():
+    # 60 s of words without a phrase pause (gaps of 0.2 s: enough for a cut, not a phrase end).
+    indices = list(range(150))
+    audio, ends = script_audio([indices], gap_seconds=0.2)
+    assert len(audio) / 16000 > 55
+    result, _, decoder = stream(audio, hop_seconds=1.0, trim_seconds=8.0, max_buffer_seconds=12.0)
+    assert max(decoder.calls) <= 8.0 + 1.0 + 0.1
+    assert words_of(result.text) == [w for w, _ in ends]
+
+
+def test_speech_without_any_pause_is_cut_at_the_hard_limit():
+    # Gaps of 50 ms are shorter than any cut pause: only the hard limit can cut.
+    audio, ends = script_audio([list(range(60))], gap_seconds=0.05)
+    result, _, decoder = stream(audio, hop_seconds=1.0, trim_seconds=6.0, max_buffer_seconds=9.0)
+    assert max(decoder.calls) <= 9.0 + 1.0 + 0.1
+    committed = words_of(result.text)
+    assert committed == [w for w, _ in ends]
+
+
+def test_end_of_stream_flushes_the_tail():
+    audio, ends = script_audio([[1, 2, 3]], pause_seconds=0.05, lead_seconds=0.1)  # no phrase pause
+    result, updates, _ = stream(audio, hop_seconds=0.5)
+    assert words_of(result.text) == ["w1", "w2", "w3"]
+    assert updates[-1].phrase_ended
+
+
+def test_silence_and_empty_audio_decode_nothing():
+    result, _, decoder = stream(np.zeros(16000 * 5, np.float32), hop_seconds=0.5)
+    assert result.text == "" and decoder.calls == []
+    result, _, decoder = stream(np.zeros(0, np.float32))
+    assert result.text == "" and result.phrases == () and decoder.calls == []
+
+
+def test_prompt_carries_committed_text_across_phrases():
+    audio, _ = script_audio([[1, 2], [3, 4]])
+    _, _, decoder = stream(audio, hop_seconds=0.5, use_prompt=True)
+    assert decoder.prompts[0] == ""
+    assert words_of(decoder.prompts[-1]) == ["w1", "w2"]
+    _, _, decoder = stream(audio, hop_seconds=0.5, use_prompt=False)
+    assert set(decoder.prompts) == {""}
+
+
+def test_deterministic_mode_is_reproducible():
+    audio, _ = script_audio([[5, 6, 7, 8], [9, 10]])
+    first, _, _ = stream(audio, hop_seconds=0.7)
+    second, _, _ = stream(audio, hop_seconds=0.7)
+    assert [(w.text, w.audio_time) for w in first.words] == [(w.text, w.audio_time) for w in second.words]
+    assert first.steps == second.steps and first.decodes == second.decodes
+    # The simulated clock never runs ahead of compute: commit >= audio time.
+    assert all(w.commit_time >= w.audio_time for w in first.words)
+
+
+# --------------------------------------------------------------------------- real speech
+
+
+@pytest.fixture
+def one_thread():
+    """Decoding on one thread: faster than two on a shared 2-core machine, and stable."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_live_transcript_of_real_speech_matches_offline(bundled_model, one_thread):
+    from asr_adapt.audio import load_audio
+    from asr_adapt.evaluation import score
+    from asr_adapt.streaming import WhisperDecoder
+    from asr_adapt.transcribe import Transcriber
+
+    utterances = read_samples_manifest("test")[:2]
+    gap = np.zeros(8000, np.float32)
+    audio = np.concatenate([piece for u in utterances for piece in (load_audio(u.audio), gap)])
+    reference = " ".join(u.text for u in utterances)
+    processor = StreamingProcessor(WhisperDecoder(bundled_model), StreamingOptions(hop_seconds=1.0))
+    result = run_deterministic(processor, audio)
+    offline = " ".join(Transcriber(bundled_model).transcribe_arrays([load_audio(u.audio) for u in utterances]))
+    live_wer = score([reference], [result.text]).wer
+    offline_wer = score([reference], [offline]).wer
+    assert len(result.phrases) == 2                 # the pause between the utterances was seen
+    assert live_wer <= offline_wer + 0.15, (result.text, offline)
+    assert live_wer < 0.6
+    assert SAMPLES.is_dir()
