@@ -68,7 +68,9 @@ class EnergyVad:
         self._frame = self.options.frame_samples
         self._rise = self.options.floor_rise_db_per_second * self.options.frame_seconds
         self._pending = np.zeros(0, dtype=np.float32)
-        self._floor: float | None = None  # set by the first frame: the room as it is
+        # Set by the first frame, capped at the absolute minimum so that a stream that
+        # starts mid-word is still heard as speech.
+        self._floor: float | None = None
         self._speech: list[bool] = []
         self._first_frame = 0          # absolute index of self._speech[0]
         self._last_speech: int | None = None  # absolute frame index of the latest speech frame
@@ -90,7 +92,9 @@ class EnergyVad:
         opts = self.options
         for level in levels:
             # The floor follows quiet frames at once and creeps up slowly otherwise.
-            self._floor = level if self._floor is None else min(level, self._floor + self._rise)
+            if self._floor is None:
+                self._floor = min(level, opts.min_level_db)
+            self._floor = min(level, self._floor + self._rise)
             speech = level > max(opts.min_level_db, self._floor + opts.margin_db)
             if speech:
                 self._last_speech = self._first_frame + len(self._speech)
