@@ -58,3 +58,93 @@ def apply_adapter(loaded: LoadedModel, profile: Profile, merge: bool = True) -> 
     loaded.info["profile"] = profile.name
     loaded.info["adapter"] = str(profile.adapter_dir)
     return loaded
+
+
+class AdapterSwitcher:
+    """Puts one profile's adapter after another onto a loaded base model, without reloading it.
+
+    Each adapter is loaded with the plain PEFT path and merged into the weights (no LoRA
+    cost per step). Before the first merge touches a layer, that layer's base weight is
+    copied aside (to the CPU); switching restores those copies exactly, then merges the next
+    adapter. So switching back and forth never accumulates rounding error (merge/unmerge in
+    float16 would), and ``use(None)`` gives back the base model bit for bit.
+    """
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        if "profile" in loaded.info:
+            raise ProfileError("give AdapterSwitcher the base model, not one with an adapter merged in")
+        self.loaded = loaded
+        self.base_name = loaded.name
+        self.active: str | None = None
+        self._originals: dict[str, object] = {}
+
+    def check(self, name: str) -> Profile:
+        """Open profile ``name`` and check that its adapter fits this base model."""
+        profile = Profile.open(name)
+        require_adapter(profile)
+        info = profile.info
+        if info.base_model != self.base_name and not (info.base_weights_sha256 and self.loaded.weights_sha256):
+            raise ProfileError(f"profile '{name}' was made on base model '{info.base_model}', "
+                               f"not '{self.base_name}'")
+        check_base_matches(profile, self.loaded)
+        return profile
+
+    def use(self, name: str | None) -> Profile | None:
+        """Make profile ``name``'s adapter the active one (``None``: the plain base model).
+        On an error the previous state is kept when possible, else the base model."""
+        if name is None:
+            self._restore()
+            self._set_active(None)
+            return None
+        profile = self.check(name)
+        self._restore()
+        self._set_active(None)
+        self._merge(profile)
+        self._set_active(profile)
+        return profile
+
+    def _merge(self, profile: Profile) -> None:
+        from peft import PeftModel
+
+        model = self.loaded.model
+        try:
+            peft_model = PeftModel.from_pretrained(model, str(profile.adapter_dir))
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            _strip_lora(model)
+            raise ProfileError(f"the adapter of profile '{profile.name}' cannot be loaded "
+                               f"({str(error).splitlines()[0][:160]}); adapt it again") from None
+        for path, module in peft_model.base_model.model.named_modules():
+            base = getattr(module, "base_layer", None)
+            if base is not None and path not in self._originals:
+                self._originals[path] = base.weight.detach().to("cpu", copy=True)
+        self.loaded.model = peft_model.merge_and_unload()
+        self.loaded.model.eval()
+
+    def _restore(self) -> None:
+        import torch
+
+        modules = dict(self.loaded.model.named_modules())
+        with torch.no_grad():
+            for path, weight in self._originals.items():
+                target = modules[path].weight
+                target.copy_(weight.to(target.device, dtype=target.dtype))
+
+    def _set_active(self, profile: Profile | None) -> None:
+        self.active = profile.name if profile else None
+        self.loaded.name = f"{self.base_name}+{profile.name}" if profile else self.base_name
+        for key in ("profile", "adapter"):
+            self.loaded.info.pop(key, None)
+        if profile is not None:
+            self.loaded.info["profile"] = profile.name
+            self.loaded.info["adapter"] = str(profile.adapter_dir)
+
+
+def _strip_lora(model) -> None:
+    """Undo a half-finished adapter injection: put each LoRA layer's base layer back."""
+    for path, module in list(model.named_modules()):
+        base = getattr(module, "base_layer", None)
+        if base is None or not path:
+            continue
+        parent_path, _, child = path.rpartition(".")
+        parent = model.get_submodule(parent_path) if parent_path else model
+        setattr(parent, child, base)
