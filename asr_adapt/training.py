@@ -6,6 +6,12 @@ into each window, as in Whisper's own long-form training data; an epoch then cos
 windows rather than one per utterance, with no change to what the encoder sees at
 inference. Model selection and early stopping use greedy WER on held-out enrollment
 utterances, decoded one per window exactly as at inference.
+
+Domain confusion (optional, :mod:`asr_adapt.domain`): each step also draws packed windows of
+the user's unlabeled audio. Labeled and unlabeled windows go through the encoder together;
+the decoder and task loss see only the labeled ones, a domain head behind a gradient
+reversal layer sees all of them. With domain confusion off, the loop is exactly the plain
+one above (same batches, same random draws, same speed).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, load_audio
+from .domain import DomainClassifier, DomainOptions, domain_loss, frame_mask, select_layer
 from .errors import OptionsError, AsrAdaptError
 from .evaluation import score
 from .lora import LoraSettings, attach_lora, count_parameters
@@ -90,6 +97,11 @@ class EpochRecord:
     train_loss: float | None
     heldout_wer: float
     seconds: float
+    #: Domain confusion only: the head's mean loss and accuracy over the epoch's steps
+    #: (guessed before each update), and the reversal strength at the epoch's end.
+    domain_loss: float | None = None
+    domain_accuracy: float | None = None
+    grl_lambda: float | None = None
 
 
 @dataclass
@@ -112,6 +124,14 @@ class TrainResult:
     lora: dict
     options: dict
     history: list[EpochRecord] = field(default_factory=list)
+    #: Domain confusion settings (None: off) and what it saw and did.
+    domain: dict | None = None
+    unlabeled_pieces: int = 0
+    unlabeled_seconds_of_audio: float = 0.0
+    #: The domain head's accuracy in the last epoch run (0.5 = fully confused).
+    final_domain_accuracy: float | None = None
+    #: Why training stopped on a runaway loss, or None.
+    diverged: str | None = None
 
     @property
     def improved(self) -> bool:
@@ -187,6 +207,10 @@ class _Batcher:
         ids = self.tokenizer(" " + text.strip(), add_special_tokens=False).input_ids
         return self.prefix + ids + [self.eot]
 
+    def features(self, windows: Sequence[_Example]) -> torch.Tensor:
+        return self.processor.feature_extractor([w.audio for w in windows], sampling_rate=SAMPLE_RATE,
+                                                return_tensors="pt").input_features.to(self.device)
+
     def __call__(self, windows: Sequence[_Example]) -> dict[str, torch.Tensor]:
         features = self.processor.feature_extractor([w.audio for w in windows], sampling_rate=SAMPLE_RATE,
                                                     return_tensors="pt").input_features
@@ -228,10 +252,89 @@ def heldout_wer(loaded: LoadedModel, examples: Sequence[_Example], batch_size: i
     return score([e.text for e in examples], hypotheses).wer or 0.0
 
 
+class _DomainConfusion:
+    """The domain head, the unlabeled windows, and one joint step of task + domain loss."""
+
+    def __init__(self, loaded: LoadedModel, options: DomainOptions, train_options: TrainOptions,
+                 unlabeled: Sequence[np.ndarray], seed: int) -> None:
+        self.options = options
+        self.train_options = train_options
+        self.device = loaded.placement.device
+        self.head = DomainClassifier(loaded.model.config.d_model, options.hidden_size,
+                                     options.pooling).to(self.device)
+        self.unlabeled = [_Example(audio, "") for audio in unlabeled]
+        # Its own random stream: the labeled windows are drawn exactly as without it.
+        self.rng = random.Random(seed + 1)
+        self.queue: list[_Example] = []
+        self.reset_epoch()
+
+    def reset_epoch(self) -> None:
+        self.losses: list[float] = []
+        self.correct = 0
+        self.seen = 0
+        self.lambda_ = 0.0
+
+    def next_unlabeled(self, count: int) -> list[_Example]:
+        # Packed like the labeled windows, so that the head cannot tell domains apart by
+        # how full a window is or where its pauses fall.
+        while len(self.queue) < count:
+            self.queue.extend(pack_windows(self.unlabeled, self.train_options, self.rng))
+        taken, self.queue = self.queue[:count], self.queue[count:]
+        return taken
+
+    def loss(self, model, batcher: _Batcher, windows: Sequence[_Example], progress: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(task loss, domain loss) of one step; labeled and unlabeled share one encoder pass."""
+        unlabeled = self.next_unlabeled(max(1, round(self.options.unlabeled_ratio * len(windows))))
+        batch = batcher(windows)
+        features = torch.cat([batch["input_features"], batcher.features(unlabeled)])
+        encoded = model.get_encoder()(features, output_hidden_states=True)
+        labeled = len(windows)
+        task = model(encoder_outputs=(encoded.last_hidden_state[:labeled],),
+                     decoder_input_ids=batch["decoder_input_ids"], labels=batch["labels"]).loss
+        states = select_layer(encoded.hidden_states, self.options.layer)
+        mask = frame_mask([len(w.audio) for w in [*windows, *unlabeled]], states.shape[1])
+        domains = torch.tensor([0] * labeled + [1] * len(unlabeled))
+        self.lambda_ = self.options.lambda_at(progress)
+        logits = self.head(states, mask.to(states.device), self.lambda_)
+        dloss, correct = domain_loss(logits, domains)
+        self.correct += correct
+        self.seen += len(domains)
+        return task, dloss
+
+    def record(self, dloss: torch.Tensor) -> None:
+        self.losses.append(float(dloss.item()))
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.seen if self.seen else None
+
+    @property
+    def mean_loss(self) -> float | None:
+        return float(np.mean(self.losses)) if self.losses else None
+
+
+def _check_unlabeled(labeled: int, unlabeled: Sequence[np.ndarray] | None, domain: DomainOptions | None,
+                     options: TrainOptions) -> None:
+    """The labeled-only and unlabeled-only cases, each with a message that says what to do."""
+    if labeled == 0 and unlabeled:
+        raise TrainingError("unlabeled audio alone cannot adapt a model; domain confusion needs labeled "
+                            f"enrollment too (at least {options.min_utterances} transcribed utterances)")
+    if domain is None or not domain.enabled:
+        return
+    seconds = sum(len(a) for a in unlabeled or ()) / SAMPLE_RATE
+    if not unlabeled:
+        raise TrainingError("domain confusion needs the user's unlabeled audio: pass --unlabeled PATH, or "
+                            "keep some with asr-adapt live NAME --keep-audio")
+    if seconds < domain.min_unlabeled_seconds:
+        raise TrainingError(f"only {seconds:.0f} s of usable unlabeled audio; domain confusion needs at least "
+                            f"{domain.min_unlabeled_seconds:.0f} s (a few minutes work best)")
+
+
 def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: LoraSettings | None = None,
                   options: TrainOptions | None = None, progress: bool = False,
                   on_epoch: Callable[[EpochRecord], None] | None = None,
-                  compute_dtype: torch.dtype | None = None):
+                  compute_dtype: torch.dtype | None = None, domain: DomainOptions | None = None,
+                  unlabeled: Sequence[np.ndarray] | None = None):
     """Attach LoRA to ``loaded.model`` and fit it to ``utterances``.
 
     Returns ``(peft_model, result)``; the PEFT model holds the best adapter (by held-out
@@ -239,10 +342,17 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     place (LoRA layers injected), so ``loaded`` transcribes with the adapter afterwards.
     Load the model in float32 for training; on CUDA, ``compute_dtype`` (bfloat16 or
     float16) runs the forward pass under autocast while the adapter stays float32.
+
+    With ``domain.enabled``, ``unlabeled`` (16 kHz float32 arrays of the user's unlabeled
+    audio, utterance-sized: see :mod:`asr_adapt.unlabeled`) drives domain confusion; the
+    domain head trains alongside LoRA and is discarded afterwards. A non-finite loss or a
+    runaway domain loss stops training (``result.diverged``); the best adapter so far is kept.
     """
     lora = lora or LoraSettings()
     options = options or TrainOptions()
     labeled = [u for u in utterances if u.text is not None]
+    _check_unlabeled(len(labeled), unlabeled, domain, options)
+    confusion_on = domain is not None and domain.enabled
     if len(labeled) < options.min_utterances:
         raise TrainingError(f"{len(labeled)} labeled utterances are too few to adapt; record at least "
                             f"{options.min_utterances} (about a minute of speech), more helps")
@@ -267,7 +377,17 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     steps_per_epoch = math.ceil(windows_per_epoch / options.batch_size)
     total_steps = steps_per_epoch * options.epochs
     parameters = [p for p in peft_model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=options.learning_rate, weight_decay=options.weight_decay)
+    confusion = None
+    if confusion_on:
+        confusion = _DomainConfusion(loaded, domain, options, unlabeled, options.seed)
+        select_layer((None,) * (loaded.model.config.encoder_layers + 1), domain.layer)  # fail before training
+        head_parameters = list(confusion.head.parameters())
+        optimizer = torch.optim.AdamW(
+            [{"params": parameters},
+             {"params": head_parameters, "lr": options.learning_rate * domain.head_lr_scale}],
+            lr=options.learning_rate, weight_decay=options.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(parameters, lr=options.learning_rate, weight_decay=options.weight_decay)
     from transformers import get_linear_schedule_with_warmup
 
     scheduler = get_linear_schedule_with_warmup(optimizer, int(total_steps * options.warmup_fraction), total_steps)
@@ -282,18 +402,38 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     log.info("held-out WER before adaptation: %.1f%%", 100 * baseline)
     bar = _progress(total_steps, progress)
     stale, stopped_early, epoch = 0, False, 0
+    diverged: str | None = None
     deadline = started + options.time_budget_minutes * 60 if options.time_budget_minutes else None
+    step = 0
     try:
         for epoch in range(1, options.epochs + 1):
             model.train()
             windows = pack_windows(train_examples, options, rng)
             losses = []
+            if confusion is not None:
+                confusion.reset_epoch()
+                confusion.head.train()
             for begin in range(0, len(windows), options.batch_size):
-                batch = batcher(windows[begin:begin + options.batch_size])
-                with autocast:
-                    loss = model(**batch).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(parameters, options.max_grad_norm)
+                if confusion is None:
+                    batch = batcher(windows[begin:begin + options.batch_size])
+                    with autocast:
+                        loss = model(**batch).loss
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(parameters, options.max_grad_norm)
+                else:
+                    with autocast:
+                        task, dloss = confusion.loss(model, batcher, windows[begin:begin + options.batch_size],
+                                                     step / max(1, total_steps))
+                    if not (torch.isfinite(task) and torch.isfinite(dloss)):
+                        diverged = f"non-finite loss in epoch {epoch} (task {task.item():.3g}, domain {dloss.item():.3g})"
+                        optimizer.zero_grad(set_to_none=True)
+                        break
+                    (task + domain.weight * dloss).backward()
+                    torch.nn.utils.clip_grad_norm_(parameters, options.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(head_parameters, options.max_grad_norm)
+                    confusion.record(dloss)
+                    loss = task
+                step += 1
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -301,13 +441,26 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
                 if bar is not None:
                     bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", best_wer=f"{100 * best_wer:.1f}%")
                     bar.update(1)
+            if diverged:
+                log.warning("training stopped: %s", diverged)
+                break
             model.eval()
             wer = heldout_wer(loaded, heldout_examples)
             record = EpochRecord(epoch, float(np.mean(losses)), wer, round(time.perf_counter() - started, 2))
+            if confusion is not None:
+                record.domain_loss, record.domain_accuracy = confusion.mean_loss, confusion.accuracy
+                record.grl_lambda = round(confusion.lambda_, 4)
             history.append(record)
             if on_epoch:
                 on_epoch(record)
             log.info("epoch %d: loss %.3f, held-out WER %.1f%%", epoch, record.train_loss, 100 * wer)
+            if confusion is not None and record.domain_loss > domain.max_domain_loss:
+                # The encoder now flips the head's guesses instead of confusing them: what
+                # this epoch learned is not trusted, even if its held-out WER looks good.
+                diverged = (f"domain loss {record.domain_loss:.2f} in epoch {epoch} is above "
+                            f"{domain.max_domain_loss:g} (chance: 0.69); lower --domain-weight or --domain-lambda")
+                log.warning("training stopped: %s", diverged)
+                break
             if wer < best_wer:
                 best_wer, best_epoch, best_state, stale = wer, epoch, _lora_state(peft_model), 0
             else:
@@ -328,6 +481,12 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
         windows_per_epoch=windows_per_epoch, trainable_parameters=trainable, total_parameters=total,
         wall_seconds=round(time.perf_counter() - started, 1), peak_memory_mb=_peak_memory_mb(loaded),
         lora=lora.to_dict(), options=asdict(options), history=history)
+    if confusion is not None:
+        result.domain = domain.to_dict()
+        result.unlabeled_pieces = len(confusion.unlabeled)
+        result.unlabeled_seconds_of_audio = round(sum(len(e.audio) for e in confusion.unlabeled) / SAMPLE_RATE, 1)
+        result.final_domain_accuracy = confusion.accuracy
+        result.diverged = diverged
     return peft_model, result
 
 
