@@ -60,7 +60,7 @@ class StreamingOptions:
     #: The shortest pause a long buffer may be cut in.
     cut_pause_seconds: float = 0.15
     #: Pass the committed text before the buffer to Whisper as its prompt.
-    use_prompt: bool = True
+    use_prompt: bool = False
     #: How much of that text (characters, the most recent).
     prompt_chars: int = 200
     #: Less speech than this (seconds, by the VAD) in the buffer: nothing to decode.
@@ -367,6 +367,9 @@ class StreamingProcessor:
             self._end_phrase()
             self.agreement.reset()
             self._drop_until(max(cut, last - tail))
+            # Audio after the pause is still to be decided on (a processor that fell
+            # behind gets it at the next call, one phrase at a time).
+            self._decoded_until = self._buffer_start
             return self._update(committed, True, True, started)
         words = self._decode()
         committed = list(self.agreement.update(words))
@@ -376,10 +379,10 @@ class StreamingProcessor:
         return self._update(tuple(committed), False, True, started)
 
     def _phrase_pause(self, end: int) -> tuple[int, int] | None:
-        """The latest pause of at least ``pause_seconds`` in the buffer that follows speech
+        """The first pause of at least ``pause_seconds`` in the buffer that follows speech
         (pauses can fall between two steps: look at the whole buffer, not only its end)."""
         opts = self.options
-        for first, last in reversed(self.vad.pauses(self._buffer_start, end, opts.pause_seconds)):
+        for first, last in self.vad.pauses(self._buffer_start, end, opts.pause_seconds):
             if self.vad.has_speech(self._buffer_start, first, opts.min_speech_seconds):
                 return first, last
         return None

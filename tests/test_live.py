@@ -90,3 +90,131 @@ def test_switching_to_a_bad_profile_keeps_a_working_model(tiny_whisper_dir):
     with pytest.raises(ProfileError, match="no profile|not found|does not exist|unknown"):
         switcher.use("nobody")
     assert switcher.active == "alice"
+
+
+# --------------------------------------------------------------------------- sessions (fake decoder)
+
+
+class ScriptedSource:
+    """An AudioSource that hands out ``audio`` in 50 ms blocks, then ends, or raises
+    ``then`` (a lost device, Ctrl-C) once it has handed everything out."""
+
+    def __init__(self, audio, then=None, overflows=0):
+        self.blocks = [audio[i:i + 800] for i in range(0, len(audio), 800)]
+        self.then = then
+        self._overflows = overflows
+        self.closed = False
+
+    def read(self, timeout=None):
+        if self.blocks:
+            return self.blocks.pop(0)
+        if self.then is not None:
+            error, self.then = self.then, None
+            raise error
+        return None
+
+    def discard_pending(self):
+        return 0
+
+    @property
+    def overflows(self):
+        return self._overflows
+
+    @property
+    def ended(self):
+        return not self.blocks
+
+    def close(self):
+        self.closed = True
+
+
+def tone_session(audio, then=None, **kwargs):
+    import io
+
+    from asr_adapt.live import LineDisplay, LiveSession
+    from asr_adapt.streaming import StreamingOptions, StreamingProcessor
+    from streaming_fakes import ToneDecoder
+
+    out, notes = io.StringIO(), io.StringIO()
+    source = ScriptedSource(audio, then=then, overflows=kwargs.pop("overflows", 0))
+    processor = StreamingProcessor(ToneDecoder(), StreamingOptions(hop_seconds=0.5))
+    session = LiveSession(source, processor, LineDisplay(out, notes), **kwargs)
+    return session.run(), out.getvalue(), notes.getvalue(), source
+
+
+def test_session_prints_committed_phrases_and_counts_overflows():
+    from streaming_fakes import script_audio
+
+    audio, _ = script_audio([[1, 2, 3], [4, 5]])
+    result, out, _, source = tone_session(audio, overflows=3)
+    assert out.lower().replace(".", "").splitlines() == ["w1 w2 w3", "w4 w5"]
+    assert result.phrases == tuple(line for line in out.splitlines())
+    assert result.overflows == 3 and not result.interrupted and result.error is None
+    assert source.closed
+
+
+def test_lost_device_keeps_the_text_so_far():
+    from asr_adapt.microphone import MicrophoneError
+    from streaming_fakes import script_audio
+
+    audio, _ = script_audio([[1, 2, 3, 4]], pause_seconds=0.05)
+    result, out, _, _ = tone_session(audio, then=MicrophoneError("the microphone 'x' stopped delivering audio"))
+    assert result.error.startswith("the microphone 'x' stopped")
+    assert result.text.lower().replace(".", "").split() == ["w1", "w2", "w3", "w4"]   # the tail was flushed too
+
+
+def test_ctrl_c_flushes_and_writes(tmp_path):
+    from asr_adapt.live import default_transcript_path, write_transcript
+    from streaming_fakes import script_audio
+
+    audio, _ = script_audio([[7, 8], [9]], pause_seconds=0.05)
+    result, _, _, _ = tone_session(audio, then=KeyboardInterrupt())
+    assert result.interrupted
+    path = write_transcript(result, default_transcript_path(tmp_path))
+    assert path.name.startswith("live-") and path.parent == tmp_path
+    assert path.read_text().lower().replace(".", "").splitlines() == ["w7 w8 w9"]
+
+
+def test_typed_profile_names_switch_adapters():
+    import queue
+
+    from streaming_fakes import script_audio
+
+    class Switcher:
+        def __init__(self):
+            self.used = []
+
+        def use(self, name):
+            if name == "nobody":
+                raise ProfileError("no profile 'nobody'")
+            self.used.append(name)
+
+    commands = queue.Queue()
+    for line in ("alice", "nobody", "base"):
+        commands.put(line)
+    switcher = Switcher()
+    audio, _ = script_audio([[1]])
+    result, _, notes, _ = tone_session(audio, switcher=switcher, commands=commands)
+    assert switcher.used == ["alice", None]
+    assert result.switches == ("alice", "base")
+    assert "cannot switch: no profile 'nobody'" in notes
+
+
+def test_kept_audio_goes_into_the_profile_in_pieces(tmp_path):
+    from asr_adapt.live import AudioKeeper
+    from asr_adapt.profiles import Profile
+    from streaming_fakes import script_audio
+
+    profile = Profile.create("alice", base_model="whisper-tiny.en", base_weights_sha256=None)
+    speech, _ = script_audio([list(range(40))] * 4, gap_seconds=0.1)       # ~70 s of 'speech'
+    audio = np.concatenate([speech, np.zeros(16000 * 40, np.float32)])      # then 40 s of silence
+    keeper = AudioKeeper(profile, piece_seconds=30.0)
+    for start in range(0, len(audio), 1600):
+        keeper.add(audio[start:start + 1600])
+    keeper.flush()
+    kept = profile.unlabeled_utterances()
+    assert len(kept) == len(keeper.kept) >= 3
+    assert all(u.duration <= 30.0 and u.text is None for u in kept)
+    assert sum(u.duration for u in kept) >= len(speech) / 16000 - 1   # all speech kept, silence not
+    assert sum(u.duration for u in kept) < len(audio) / 16000 - 20
+    assert keeper.skipped >= 1

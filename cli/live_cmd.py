@@ -1,0 +1,209 @@
+"""``asr-adapt live``: live transcription from the microphone (or a file replayed in real
+time), with a speaker profile's adapter; Ctrl-C stops and writes the transcript."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .common import add_model_arguments
+
+NO_MICROPHONE_LIVE = ("no microphone found; plug one in (see --list-devices), or transcribe a "
+                      "recording with --replay FILE")
+
+
+def register(subparsers) -> None:
+    from asr_adapt.streaming import StreamingOptions
+
+    defaults = StreamingOptions()
+    parser = subparsers.add_parser(
+        "live", help="transcribe the microphone live (Ctrl-C stops and saves the transcript)",
+        description="Transcribe speech as it is spoken. Committed text appears as you speak (the "
+                    "dimmed tail may still change); Ctrl-C stops, flushes the last words and writes "
+                    "the transcript. While it runs, type a profile name (or 'base') and Enter to "
+                    "switch adapters without reloading the model.")
+    parser.add_argument("--profile", metavar="NAME", help="use this speaker profile's adapter on its base model")
+    parser.add_argument("--input-device", help="microphone: an index or part of a name (see --list-devices)")
+    parser.add_argument("--list-devices", action="store_true", help="list the audio inputs and exit")
+    parser.add_argument("--replay", type=Path, metavar="FILE",
+                        help="instead of the microphone, play this audio file in real time")
+    parser.add_argument("--output", "-o", type=Path, metavar="FILE",
+                        help="where to write the transcript (default: live-DATE-TIME.txt here)")
+    parser.add_argument("--keep-audio", action="store_true",
+                        help="store the captured audio in the profile as unlabeled audio (for domain confusion)")
+    stream = parser.add_argument_group("streaming")
+    stream.add_argument("--hop", type=float, default=defaults.hop_seconds,
+                        help=f"seconds of new audio between decoding steps (default: {defaults.hop_seconds})")
+    stream.add_argument("--pause", type=float, default=defaults.pause_seconds,
+                        help=f"silence that ends a phrase, seconds (default: {defaults.pause_seconds})")
+    stream.add_argument("--prompt", action=argparse.BooleanOptionalAction, default=defaults.use_prompt,
+                        help="give Whisper the text before the buffer as its prompt "
+                             f"(default: {'on' if defaults.use_prompt else 'off'}; --no-prompt turns it off)")
+    stream.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for the model (default: 0 = PyTorch's choice)")
+    add_model_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from asr_adapt.audio import audio_info, load_audio
+    from asr_adapt.device import resolve_device
+    from asr_adapt.errors import AudioError, OptionsError
+    from asr_adapt.live import LiveOptions
+    from asr_adapt.streaming import StreamingOptions
+
+    if args.list_devices:
+        return _list_devices()
+    options = StreamingOptions(hop_seconds=args.hop, pause_seconds=args.pause, use_prompt=args.prompt,
+                               cut_pause_seconds=min(0.15, args.pause))
+    live_options = LiveOptions()
+    placement = resolve_device(args.device, args.dtype)  # a bad device fails before anything loads
+    if args.threads < 0:
+        raise OptionsError(f"--threads must be 0 or more, got {args.threads}")
+    if args.keep_audio and not args.profile:
+        raise OptionsError("--keep-audio stores the audio in a profile: give --profile NAME")
+    output = _check_output(args.output)
+    profile = _check_profile(args)
+    # The audio source is checked before the slow model load: a typo costs nothing.
+    if args.replay is not None:
+        info = audio_info(args.replay)
+        if info.frames == 0:
+            raise AudioError(f"{args.replay}: holds no audio (zero length); record or export it again")
+        replay = load_audio(args.replay)
+        device = None
+    else:
+        replay = None
+        device = _resolve_microphone(args.input_device)
+
+    from asr_adapt.models import resolve_model
+    from asr_adapt.personal import AdapterSwitcher
+
+    if placement.device.type == "cpu" and args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    base = profile.info.base_model if profile is not None else args.model
+    print(f"loading {base} on {placement}{' with profile ' + repr(profile.name) if profile else ''} ...",
+          file=sys.stderr, flush=True)
+    loaded = resolve_model(base, device=args.device, dtype=args.dtype)
+    switcher = AdapterSwitcher(loaded)
+    if profile is not None:
+        switcher.use(profile.name)
+    return _session(args, loaded, switcher, profile, options, live_options, replay, device, output)
+
+
+def _session(args, loaded, switcher, profile, options, live_options, replay, device, output) -> int:
+    from asr_adapt.live import (AudioKeeper, LiveSession, default_transcript_path, make_display,
+                                start_command_reader, wait_for_audio, write_transcript)
+    from asr_adapt.microphone import ArraySource, MicrophoneError, MicrophoneSource
+    from asr_adapt.streaming import StreamingProcessor, WhisperDecoder
+
+    processor = StreamingProcessor(WhisperDecoder(loaded), options)
+    keeper = AudioKeeper(profile, live_options.keep_piece_seconds, options.vad) if args.keep_audio else None
+    commands = start_command_reader() if _interactive() else None
+    if replay is not None:
+        source = ArraySource(replay, realtime=True)
+        where = f"replaying {args.replay} in real time"
+    else:
+        source = MicrophoneSource(device["index"])
+        try:
+            source.open()
+        except MicrophoneError as error:
+            raise _live_hint(error) from None
+        if not wait_for_audio(source, timeout=source.start_timeout):
+            source.close()
+            raise MicrophoneError(f"the microphone '{device['name']}' delivered no audio within "
+                                  f"{source.start_timeout:g} s; check it is not muted or used by another "
+                                  "program, or choose another with --input-device")
+        where = f"listening on '{device['name']}'"
+    hint = "; type a profile name + Enter to switch" if commands is not None else ""
+    print(f"{where} (Ctrl-C to stop{hint})", file=sys.stderr, flush=True)
+    display = make_display(sys.stdout)
+    result = LiveSession(source, processor, display, keeper=keeper, switcher=switcher, commands=commands,
+                         options=live_options).run()
+    target = output or default_transcript_path()
+    try:
+        path = write_transcript(result, target)
+    except OSError as error:  # the folder went away meanwhile: keep the text anyway, here
+        path = write_transcript(result, default_transcript_path())
+        print(f"asr-adapt: could not write {target} ({error.strerror or error}); wrote {path} instead",
+              file=sys.stderr)
+    words = len(result.text.split())
+    print(f"transcript ({words} words, {result.audio_seconds:.1f} s of audio) written to {path}", file=sys.stderr)
+    if result.audio_seconds:
+        print(f"real-time factor {result.real_time_factor:.2f} ({result.decodes} decoding steps)", file=sys.stderr)
+    if result.overflows or result.dropped_blocks:
+        print(f"warning: audio was lost {result.overflows + result.dropped_blocks} time(s) (input overflow: "
+              "the computer could not keep up); the transcript may miss words there", file=sys.stderr)
+    if result.kept:
+        print(f"kept {len(result.kept)} piece(s) of audio in profile '{profile.name}' as unlabeled audio "
+              f"({profile.unlabeled_dir})", file=sys.stderr)
+    if result.error:
+        raise MicrophoneError(f"{result.error}; the transcript so far is in {path}")
+    return 0
+
+
+def _check_output(output: Path | None) -> Path | None:
+    from asr_adapt.errors import OptionsError
+
+    if output is None:
+        return None
+    if output.is_dir():
+        raise OptionsError(f"--output {output} is a directory; give a file name")
+    folder = output.parent if str(output.parent) else Path(".")
+    if folder.exists() and not os.access(folder, os.W_OK):
+        raise OptionsError(f"cannot write the transcript into {folder}: permission denied")
+    return output
+
+
+def _check_profile(args):
+    if not args.profile:
+        return None
+    from asr_adapt.models import DEFAULT_MODEL
+    from asr_adapt.personal import require_adapter
+    from asr_adapt.profiles import Profile, ProfileError
+
+    profile = Profile.open(args.profile)
+    require_adapter(profile)
+    if args.model != DEFAULT_MODEL and args.model != profile.info.base_model:
+        raise ProfileError(f"profile '{profile.name}' was made on base model '{profile.info.base_model}', "
+                           f"not '{args.model}'; drop --model or use --model {profile.info.base_model}")
+    return profile
+
+
+def _resolve_microphone(spec):
+    from asr_adapt.microphone import MicrophoneError, resolve_input_device
+
+    try:
+        return resolve_input_device(spec)
+    except MicrophoneError as error:
+        raise _live_hint(error) from None
+
+
+def _live_hint(error):
+    """The microphone module's hints speak of enrollment; here the way out is --replay."""
+    from asr_adapt.microphone import NO_MICROPHONE, MicrophoneError
+
+    return MicrophoneError(NO_MICROPHONE_LIVE) if str(error) == NO_MICROPHONE else error
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _list_devices() -> int:
+    from asr_adapt.microphone import list_input_devices
+
+    devices = list_input_devices()
+    for device in devices:
+        mark = " (default)" if device.get("is_default") else ""
+        print(f"{device['index']}\t{device['name']}{mark}\t{device['channels']} ch, "
+              f"{device['default_samplerate']:.0f} Hz")
+    if not devices:
+        print("no audio inputs found; transcribe a recording with --replay FILE")
+    return 0
