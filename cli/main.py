@@ -14,7 +14,7 @@ from asr_adapt.errors import AsrAdaptError
 
 #: Sub-command modules, in the order ``--help`` lists them. Each defines
 #: ``register(subparsers)`` and a ``run(args) -> int`` set as the parser's default.
-COMMANDS = ("demo_cmd", "enroll_cmd", "adapt_cmd", "transcribe", "eval_cmd", "compare_cmd", "profiles_cmd",
+COMMANDS = ("demo_cmd", "enroll_cmd", "adapt_cmd", "transcribe", "live_cmd", "eval_cmd", "compare_cmd", "profiles_cmd",
             "manifest_cmd", "models_cmd")
 
 
