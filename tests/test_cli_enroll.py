@@ -73,6 +73,39 @@ def test_existing_profile_needs_force(capsys, tmp_path, tiny_whisper_dir):
     assert code == 0, err
 
 
+def test_existing_profile_add_adds_and_mixed_flags_are_refused(capsys, tmp_path, tiny_whisper_dir):
+    manifest = _manifest(tmp_path)
+    run_cli(capsys, "enroll", "dup", "--from", manifest, "--model", tiny_whisper_dir, "--no-train")
+    code, _, err = run_cli(capsys, "enroll", "dup", "--from", manifest, "--no-train", "--add")
+    assert code == 0, err
+    profile = Profile.open("dup")
+    assert len(profile.enrollment_utterances()) == 20 and profile.info.base_model == str(tiny_whisper_dir)
+    code, _, err = run_cli(capsys, "enroll", "dup", "--from", manifest, "--no-train", "--add", "--force")
+    assert_one_line_error(code, err, "give one of them")
+    code, _, err = run_cli(capsys, "enroll", "dup", "--from", manifest, "--no-train", "--add",
+                           "--model", tmp_path / "other")
+    assert_one_line_error(code, err, "is built on .*not .*other")
+    assert len(Profile.open("dup").enrollment_utterances()) == 20
+
+
+@pytest.mark.parametrize("answer, code_expected, count", [("a", 0, 20), ("r", 0, 10), ("", 1, 10), ("c", 1, 10)])
+def test_existing_profile_asks_in_a_terminal(capsys, monkeypatch, tmp_path, tiny_whisper_dir,
+                                             answer, code_expected, count):
+    manifest = _manifest(tmp_path)
+    run_cli(capsys, "enroll", "dup", "--from", manifest, "--model", tiny_whisper_dir, "--no-train")
+    first_ids = [u.audio.name for u in Profile.open("dup").enrollment_utterances()]
+    questions = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda question: questions.append(question) or answer)
+    code, _, err = run_cli(capsys, "enroll", "dup", "--from", manifest, "--model", tiny_whisper_dir, "--no-train")
+    assert code == code_expected, err
+    assert len(questions) == 1 and "exists (10 utterances" in questions[0] and "[r]eplace" in questions[0]
+    stored = Profile.open("dup").enrollment_utterances()
+    assert len(stored) == count
+    if code_expected == 1:
+        assert "unchanged" in err and [u.audio.name for u in stored] == first_ids
+
+
 def test_too_few_utterances(capsys, tmp_path, tiny_whisper_dir):
     code, _, err = run_cli(capsys, "enroll", "few", "--from", _manifest(tmp_path, count=4),
                            "--model", tiny_whisper_dir)
@@ -126,3 +159,37 @@ def test_list_devices(capsys, monkeypatch):
     monkeypatch.setattr(microphone, "list_input_devices", lambda: [])
     code, out, _ = run_cli(capsys, "enroll", "anyone", "--list-devices")
     assert code == 0 and "no audio inputs found" in out
+
+
+def test_disk_full_while_saving_keeps_the_previous_adapter(capsys, monkeypatch, tmp_path, tiny_whisper_dir):
+    import errno
+
+    import peft.peft_model
+
+    from asr_adapt.training import TrainResult
+
+    manifest = _manifest(tmp_path)
+    run_cli(capsys, "enroll", "solo", "--from", manifest, "--model", tiny_whisper_dir, "--no-train")
+    # A random tiny model seldom beats itself; count every run as an improvement so that the
+    # real save path runs (training and saving stay real).
+    monkeypatch.setattr(TrainResult, "improved", property(lambda self: True))
+    code, _, err = run_cli(capsys, "adapt", "solo", "--epochs", "1", "--pack-seconds", "0")
+    assert code == 0, err
+    profile = Profile.open("solo")
+    first = profile.adapter_dir
+    saved = {p.name: p.read_bytes() for p in first.iterdir()}
+    profile_json = (profile.path / "profile.json").read_bytes()
+
+    def disk_full(tensors, filename, metadata=None):
+        with open(filename, "wb") as handle:
+            handle.write(b"\0" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(peft.peft_model, "safe_save_file", disk_full)
+    code, _, err = run_cli(capsys, "adapt", "solo", "--epochs", "1", "--pack-seconds", "0", "--seed", "1")
+    assert_one_line_error(code, err, r"No space left on device\); the previous adapter is intact")
+    profile = Profile.open("solo")
+    assert profile.adapter_dir == first
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == saved
+    assert (profile.path / "profile.json").read_bytes() == profile_json
+    assert sorted(p.name for p in profile.adapters_dir.iterdir()) == [first.name]
