@@ -1,0 +1,264 @@
+"""Accuracy of adaptation: WER before and after LoRA, on held-out speech (issue 3, item 8).
+
+Not a test: a reproducible measurement whose figures go into BENCHMARKS.md. Every run
+trains a fresh adapter on the bundled whisper-tiny.en with asr-adapt's default settings
+(``LoraSettings()``, ``TrainOptions(seed=...)``) and scores held-out speech the adapter
+never saw. Experiments:
+
+- ``samples``: the shipped sample speaker (samples/enroll, 4.9 min) scored on samples/test;
+- ``adults``: group adaptation from ``--minutes`` (5) of ``--speakers`` (4) speechocean762
+  adults drawn from ``adult_pool``, scored on the ``adult_eval`` speakers (speaker-disjoint,
+  see recipes/speechocean_split.py);
+- ``children``: the same with children (``child_pool`` -> ``child_eval``);
+- ``curve``: a learning curve: 1, 2, 5 and 10 minutes drawn from all ``adult_pool``
+  speakers (nested: the 2-minute set holds the 1-minute set), scored on ``adult_eval``;
+- ``all-adults``: every ``adult_pool`` utterance (43 speakers, ~70 min), training capped by
+  ``--all-adults-minutes`` of wall time.
+
+Seeds change the drawn speakers/utterances and the training order. Results are appended to
+``--out`` (JSON) run by run, and a run already there is skipped, so an interrupted benchmark
+resumes. ``--eval-per-speaker N`` scores the first N utterances of each evaluation speaker
+(the unadapted baseline is scored on exactly the same subset).
+
+    python recipes/bench_accuracy.py --experiments samples,adults,children,curve,all-adults \\
+        --seeds 0,1,2 [--eval-per-speaker 10] [--out out/bench_accuracy.json]
+    python recipes/bench_accuracy.py --report out/bench_accuracy.json   # markdown tables
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+for path in (REPO, REPO / "recipes"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from asr_adapt.manifest import Utterance, read_manifest  # noqa: E402
+
+MODEL = "whisper-tiny.en"
+CURVE_MINUTES = (1.0, 2.0, 5.0, 10.0)
+EXPERIMENTS = ("samples", "adults", "children", "curve", "all-adults")
+
+
+def first_per_speaker(utterances: list[Utterance], count: int | None) -> list[Utterance]:
+    """The first ``count`` utterances of each speaker, in manifest order (all when None)."""
+    if not count:
+        return list(utterances)
+    seen: dict[str, int] = defaultdict(int)
+    chosen = []
+    for u in utterances:
+        if seen[u.speaker] < count:
+            seen[u.speaker] += 1
+            chosen.append(u)
+    return chosen
+
+
+def take_minutes(utterances: list[Utterance], minutes: float) -> list[Utterance]:
+    """The longest prefix of ``utterances`` holding at most ``minutes`` of audio."""
+    chosen, total = [], 0.0
+    for u in utterances:
+        if total + u.duration > minutes * 60:
+            break
+        chosen.append(u)
+        total += u.duration
+    return chosen
+
+
+def draw_group(pool: list[Utterance], speakers: int, minutes: float, seed: int) -> list[Utterance]:
+    """``minutes`` of speech from ``speakers`` pool speakers drawn with ``seed``, interleaved
+    so that every drawn speaker contributes about equally."""
+    rng = random.Random(seed)
+    names = sorted({u.speaker for u in pool})
+    drawn = sorted(rng.sample(names, speakers))
+    by_speaker = {s: [u for u in pool if u.speaker == s] for s in drawn}
+    for items in by_speaker.values():
+        rng.shuffle(items)
+    interleaved = [items[i] for i in range(max(map(len, by_speaker.values())))
+                   for items in by_speaker.values() if i < len(items)]
+    return take_minutes(interleaved, minutes)
+
+
+def draw_curve(pool: list[Utterance], minutes: float, seed: int) -> list[Utterance]:
+    """A nested draw from the whole pool: the same seed's shorter sets are prefixes."""
+    order = list(pool)
+    random.Random(1000 + seed).shuffle(order)
+    return take_minutes(order, minutes)
+
+
+class Bench:
+    """Runs and records the experiments; one JSON file holds every finished run."""
+
+    def __init__(self, out: Path, eval_per_speaker: int | None):
+        self.out = out
+        self.eval_per_speaker = eval_per_speaker
+        self.results = json.loads(out.read_text()) if out.is_file() else {"runs": []}
+        self._audio_cache: dict[Path, object] = {}
+
+    def done(self, key: str) -> dict | None:
+        return next((r for r in self.results["runs"] if r["key"] == key), None)
+
+    def record(self, row: dict) -> None:
+        self.results["runs"].append(row)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.write_text(json.dumps(self.results, indent=1))
+
+    def audio(self, utterances):
+        from asr_adapt.audio import load_audio
+
+        for u in utterances:
+            if u.audio not in self._audio_cache:
+                self._audio_cache[u.audio] = load_audio(u.audio)
+        return [self._audio_cache[u.audio] for u in utterances]
+
+    def wer(self, loaded, utterances) -> dict:
+        from asr_adapt.evaluation import score
+        from asr_adapt.transcribe import Transcriber
+
+        started = time.perf_counter()
+        hypotheses = Transcriber(loaded).transcribe_arrays(self.audio(utterances))
+        report = score([u.text for u in utterances], hypotheses)
+        return {"wer": report.wer, "utterances": len(utterances), "seconds": round(time.perf_counter() - started, 1)}
+
+    def baseline(self, key: str, test: list[Utterance]) -> dict:
+        from asr_adapt.models import resolve_model
+
+        if (row := self.done(key)) is None:
+            loaded = resolve_model(MODEL, device="cpu", dtype="float32")
+            row = {"key": key, "kind": "baseline", **self.wer(loaded, test), "load": os.getloadavg()[0]}
+            self.record(row)
+            print(f"{key}: WER {100 * row['wer']:.1f}% on {row['utterances']} utterances", flush=True)
+        return row
+
+    def adapt(self, key: str, train: list[Utterance], test: list[Utterance], seed: int,
+              budget_minutes: float | None = None, **extra) -> dict:
+        from asr_adapt.lora import LoraSettings
+        from asr_adapt.manifest import summarize
+        from asr_adapt.models import resolve_model
+        from asr_adapt.training import TrainOptions, train_adapter
+
+        if (row := self.done(key)) is not None:
+            return row
+        loaded = resolve_model(MODEL, device="cpu", dtype="float32")
+        options = TrainOptions(seed=seed, time_budget_minutes=budget_minutes)
+        started = time.perf_counter()
+        _, result = train_adapter(loaded, train, LoraSettings(), options)
+        train_seconds = time.perf_counter() - started
+        scored = self.wer(loaded, test)  # the best adapter is loaded in place (epoch 0 = none)
+        enrolled = summarize(train)
+        row = {"key": key, "kind": "adapted", "seed": seed, **extra, **scored,
+               "train_minutes": round(enrolled.minutes, 2), "train_utterances": enrolled.count,
+               "train_speakers": enrolled.speakers, "train_seconds": round(train_seconds, 1),
+               "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+               "heldout_wer_before": result.baseline_heldout_wer, "heldout_wer_best": result.best_heldout_wer,
+               "peak_rss_mb": result.peak_memory_mb, "load": os.getloadavg()[0]}
+        self.record(row)
+        print(f"{key}: WER {100 * row['wer']:.1f}% ({row['train_minutes']} min of {row['train_speakers']} "
+              f"speakers, best epoch {row['best_epoch']}/{row['epochs_run']}, train {row['train_seconds']} s)",
+              flush=True)
+        return row
+
+
+def run(args) -> None:
+    bench = Bench(args.out, args.eval_per_speaker)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    wanted = args.experiments.split(",")
+    unknown = set(wanted) - set(EXPERIMENTS)
+    if unknown:
+        raise SystemExit(f"unknown experiments {sorted(unknown)}; choose from {EXPERIMENTS}")
+    parts = None
+    if set(wanted) - {"samples"}:
+        from speechocean_split import split_speechocean
+
+        parts = split_speechocean(args.data)
+    for name in wanted:
+        if name == "samples":
+            enroll = read_manifest(REPO / "samples" / "enroll" / "manifest.jsonl")
+            test = read_manifest(REPO / "samples" / "test" / "manifest.jsonl")
+            bench.baseline("samples/baseline", test)
+            for seed in seeds:
+                bench.adapt(f"samples/seed{seed}", enroll, test, seed)
+        elif name in ("adults", "children"):
+            group = "adult" if name == "adults" else "child"
+            test = first_per_speaker(parts[f"{group}_eval"], args.eval_per_speaker)
+            bench.baseline(f"{name}/baseline", test)
+            for seed in seeds:
+                train = draw_group(parts[f"{group}_pool"], args.speakers, args.minutes, seed)
+                bench.adapt(f"{name}/{args.speakers}spk-{args.minutes:g}min/seed{seed}", train, test, seed,
+                            group=name, speakers_drawn=args.speakers, minutes_asked=args.minutes)
+        elif name == "curve":
+            test = first_per_speaker(parts["adult_eval"], args.eval_per_speaker)
+            bench.baseline("adults/baseline", test)
+            for seed in seeds[: args.curve_seeds]:
+                for minutes in CURVE_MINUTES:
+                    train = draw_curve(parts["adult_pool"], minutes, seed)
+                    bench.adapt(f"curve/{minutes:g}min/seed{seed}", train, test, seed, minutes_asked=minutes)
+        elif name == "all-adults":
+            test = first_per_speaker(parts["adult_eval"], args.eval_per_speaker)
+            bench.baseline("adults/baseline", test)
+            bench.adapt(f"all-adults/seed{seeds[0]}", parts["adult_pool"], test, seeds[0],
+                        budget_minutes=args.all_adults_minutes)
+
+
+def report(path: Path) -> str:
+    """Markdown tables (mean, spread, relative reduction) from a results file."""
+    runs = json.loads(path.read_text())["runs"]
+    by_key = {r["key"]: r for r in runs}
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in runs:
+        if r["kind"] == "adapted":
+            groups[r["key"].rsplit("/seed", 1)[0]].append(r)
+    lines = ["| experiment | trained on | seeds | WER before | WER after (mean ± sd; per seed) | relative reduction "
+             "(mean; min-max) | train s (mean) |", "|---|---|---:|---:|---|---|---:|"]
+    for name, rows in groups.items():
+        family = name.split("/")[0]
+        base_key = {"samples": "samples/baseline", "children": "children/baseline"}.get(family, "adults/baseline")
+        before = by_key[base_key]["wer"]
+        after = [r["wer"] for r in rows]
+        reductions = [(before - a) / before for a in after]
+        sd = statistics.stdev(after) if len(after) > 1 else 0.0
+        trained = (f"{statistics.mean(r['train_minutes'] for r in rows):.1f} min, "
+                   f"{statistics.mean(r['train_speakers'] for r in rows):.0f} spk")
+        lines.append(f"| {name} | {trained} | {len(rows)} | {100 * before:.1f}% | {100 * statistics.mean(after):.1f}% "
+                     f"± {100 * sd:.1f} ({', '.join(f'{100 * a:.1f}' for a in after)}) | "
+                     f"{100 * statistics.mean(reductions):.1f}% ({100 * min(reductions):.1f}-"
+                     f"{100 * max(reductions):.1f}) | {statistics.mean(r['train_seconds'] for r in rows):.0f} |")
+    bases = [r for r in runs if r["kind"] == "baseline"]
+    lines.append("")
+    lines.append("Scored sets: " + "; ".join(f"{r['key'].split('/')[0]} {r['utterances']} utterances" for r in bases))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiments", default="samples,adults,children,curve,all-adults")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--speakers", type=int, default=4, help="speakers drawn for group adaptation")
+    parser.add_argument("--minutes", type=float, default=5.0, help="minutes of group enrollment")
+    parser.add_argument("--curve-seeds", type=int, default=1, help="seeds of the learning curve")
+    parser.add_argument("--all-adults-minutes", type=float, default=15.0,
+                        help="training wall-time cap for the all-adults run")
+    parser.add_argument("--eval-per-speaker", type=int, default=10)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "speechocean762" / "train")
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "bench_accuracy.json")
+    parser.add_argument("--report", type=Path, help="print markdown tables from a results file and exit")
+    args = parser.parse_args(argv)
+    if args.report:
+        print(report(args.report))
+        return 0
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    run(args)
+    print(report(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
