@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -121,15 +122,21 @@ def _session(args, loaded, switcher, profile, options, live_options, replay, dev
     hint = "; type a profile name + Enter to switch" if commands is not None else ""
     print(f"{where} (Ctrl-C to stop{hint})", file=sys.stderr, flush=True)
     display = make_display(sys.stdout)
-    result = LiveSession(source, processor, display, keeper=keeper, switcher=switcher, commands=commands,
-                         options=live_options).run()
-    target = output or default_transcript_path()
+    previous = _handle_signals(_stop)
     try:
-        path = write_transcript(result, target)
-    except OSError as error:  # the folder went away meanwhile: keep the text anyway, here
-        path = write_transcript(result, default_transcript_path())
-        print(f"asr-adapt: could not write {target} ({error.strerror or error}); wrote {path} instead",
-              file=sys.stderr)
+        result = LiveSession(source, processor, display, keeper=keeper, switcher=switcher, commands=commands,
+                             options=live_options).run()
+        _handle_signals(signal.SIG_IGN)  # writing takes a moment: a third Ctrl-C must not lose the text
+        target = output or default_transcript_path()
+        try:
+            path = write_transcript(result, target)
+        except OSError as error:  # the folder went away meanwhile: keep the text anyway, here
+            path = write_transcript(result, default_transcript_path())
+            print(f"asr-adapt: could not write {target} ({error.strerror or error}); wrote {path} instead",
+                  file=sys.stderr)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     words = len(result.text.split())
     print(f"transcript ({words} words, {result.audio_seconds:.1f} s of audio) written to {path}", file=sys.stderr)
     if result.audio_seconds:
@@ -143,6 +150,24 @@ def _session(args, loaded, switcher, profile, options, live_options, replay, dev
     if result.error:
         raise MicrophoneError(f"{result.error}; the transcript so far is in {path}")
     return 0
+
+
+def _stop(signum, frame):
+    """Ctrl-C and SIGTERM stop the session the same way: flush, write, exit cleanly."""
+    raise KeyboardInterrupt
+
+
+def _handle_signals(handler) -> dict:
+    """Install ``handler`` for SIGINT and SIGTERM; return the previous handlers. Set
+    explicitly because a shell starts background jobs with SIGINT ignored, and Ctrl-C
+    (or a kill) is how this command is meant to end."""
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread (embedded use): leave signals alone
+            pass
+    return previous
 
 
 def _check_output(output: Path | None) -> Path | None:
