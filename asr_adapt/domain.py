@@ -77,7 +77,7 @@ class DomainOptions:
 
     enabled: bool = False
     #: Weight of the domain loss next to the task loss.
-    weight: float = 0.1
+    weight: float = 0.3
     #: The reversal strength reached at the end of training (lambda_max * grl_lambda(p)).
     lambda_max: float = 1.0
     #: Sharpness of the lambda schedule.

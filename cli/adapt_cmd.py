@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_training_arguments, print_adapt_report, training_settings
+from .common import add_training_arguments, domain_settings, print_adapt_report, training_settings
 from asr_adapt.device import DEVICE_CHOICES
 
 
@@ -12,7 +12,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("adapt", help="train a profile's adapter on its enrollment",
                                    description="Fit LoRA adapters to the profile's enrolled speech and save "
                                                "them in the profile (atomically: the old adapter stays until "
-                                               "the new one is complete).")
+                                               "the new one is complete). --domain-confusion also uses the "
+                                               "user's unlabeled audio (kept by live --keep-audio, or "
+                                               "--unlabeled PATH).")
     parser.add_argument("name", metavar="NAME", help="profile name")
     parser.add_argument("--device", default="auto", metavar="|".join(DEVICE_CHOICES))
     add_training_arguments(parser)
@@ -24,7 +26,10 @@ def run(args) -> int:
     from asr_adapt.profiles import Profile
 
     lora, options = training_settings(args)
+    domain, unlabeled, unlabeled_options = domain_settings(args)
     profile = Profile.open(args.name)
-    report = adapt_profile(profile, lora, options, device=args.device, progress=sys.stderr.isatty())
+    report = adapt_profile(profile, lora, options, device=args.device, progress=sys.stderr.isatty(),
+                           domain=domain, unlabeled=unlabeled, unlabeled_options=unlabeled_options,
+                           plot=args.plot)
     print_adapt_report(report, sys.stderr)
     return 0 if report.saved else 1

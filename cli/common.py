@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from asr_adapt.audio import DEFAULT_MAX_SECONDS
 from asr_adapt.device import DEVICE_CHOICES
@@ -90,6 +91,51 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=train.seed, help=f"(default: {train.seed})")
     group.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                        help="stop training after this many minutes")
+    add_domain_arguments(parser)
+
+
+def add_domain_arguments(parser: argparse.ArgumentParser) -> None:
+    """Domain confusion flags, mapped 1:1 onto DomainOptions and UnlabeledOptions."""
+    from asr_adapt.domain import POOLINGS, DomainOptions
+
+    d = DomainOptions()
+    group = parser.add_argument_group("domain confusion (unlabeled audio)")
+    group.add_argument("--domain-confusion", action="store_true",
+                       help="also train on your unlabeled audio (the profile's kept audio and --unlabeled) "
+                            "so the adapter carries over to it (gradient reversal)")
+    group.add_argument("--unlabeled", action="append", type=Path, default=[], metavar="PATH",
+                       help="unlabeled audio: a folder, a manifest (text not needed) or a file; repeatable")
+    group.add_argument("--unlabeled-minutes", type=float, default=None, metavar="MINUTES",
+                       help="use at most this much unlabeled audio, spread over all of it")
+    group.add_argument("--domain-weight", type=float, default=d.weight,
+                       help=f"weight of the domain loss (default: {d.weight})")
+    group.add_argument("--domain-lambda", type=float, default=d.lambda_max,
+                       help=f"final gradient reversal strength (default: {d.lambda_max})")
+    group.add_argument("--domain-layer", type=int, default=d.layer,
+                       help=f"encoder layer the domain head reads; -1 = output (default: {d.layer})")
+    group.add_argument("--domain-pooling", choices=POOLINGS, default=d.pooling,
+                       help=f"how frames are pooled for the domain head (default: {d.pooling})")
+    group.add_argument("--unlabeled-ratio", type=float, default=d.unlabeled_ratio,
+                       help=f"unlabeled windows per labeled window in each step (default: {d.unlabeled_ratio})")
+    group.add_argument("--domain-hidden", type=int, default=d.hidden_size,
+                       help=f"hidden size of the domain head (default: {d.hidden_size})")
+    group.add_argument("--plot", nargs="?", const=True, default=None, metavar="PNG",
+                       help="draw encoder states of labeled vs unlabeled audio before and after (PCA); "
+                            "default file: the profile's reports folder")
+
+
+def domain_settings(args: argparse.Namespace):
+    """(DomainOptions, unlabeled sources, UnlabeledOptions) from the flags."""
+    from asr_adapt.domain import DomainOptions
+    from asr_adapt.errors import OptionsError
+    from asr_adapt.unlabeled import UnlabeledOptions
+
+    domain = DomainOptions(enabled=args.domain_confusion, weight=args.domain_weight, lambda_max=args.domain_lambda,
+                           layer=args.domain_layer, pooling=args.domain_pooling,
+                           unlabeled_ratio=args.unlabeled_ratio, hidden_size=args.domain_hidden)
+    if args.unlabeled and not (args.domain_confusion or args.plot):
+        raise OptionsError("--unlabeled audio is used by --domain-confusion (or --plot); add --domain-confusion")
+    return domain, list(args.unlabeled), UnlabeledOptions(max_minutes=args.unlabeled_minutes)
 
 
 def training_settings(args: argparse.Namespace):
@@ -112,6 +158,14 @@ def print_adapt_report(report, stream) -> None:
     if report.generic_wer_before is not None and report.generic_wer_after is not None:
         print(f"generic speech WER {100 * report.generic_wer_before:.1f}% -> "
               f"{100 * report.generic_wer_after:.1f}% (forgetting guard)", file=stream)
+    if t.domain is not None:
+        accuracy = "n/a" if t.final_domain_accuracy is None else f"{100 * t.final_domain_accuracy:.0f}%"
+        print(f"domain confusion on {t.unlabeled_seconds_of_audio / 60:.1f} min of unlabeled audio: the domain "
+              f"classifier's final accuracy {accuracy} (50% = cannot tell your audio apart)", file=stream)
+    if report.plot:
+        p = report.projection or {}
+        print(f"picture: {report.plot} (domain probe {100 * p.get('probe_accuracy_before', 0):.0f}% -> "
+              f"{100 * p.get('probe_accuracy_after', 0):.0f}%)", file=stream)
     for warning in report.warnings:
         print(f"warning: {warning}", file=stream)
     if report.saved:
