@@ -479,11 +479,25 @@ def run_deterministic(processor: StreamingProcessor, audio: np.ndarray,
     previous step has finished, and lasts the compute time it really took, so a processor
     slower than real time falls behind and its commit times show it.
     """
+    return _simulate(processor, audio, catch_up=False, on_update=on_update)
+
+
+def simulate_live(processor: StreamingProcessor, audio: np.ndarray,
+                  on_update: Callable[[StreamUpdate], None] | None = None) -> StreamResult:
+    """Like :func:`run_deterministic`, but each step takes *all* the audio that has arrived
+    by the simulated clock (at least a hop), as :class:`~asr_adapt.live.LiveSession` does
+    with a microphone: a slow machine decodes longer steps instead of falling further
+    behind. Commit times are realistic; the text depends on the machine's speed."""
+    return _simulate(processor, audio, catch_up=True, on_update=on_update)
+
+
+def _simulate(processor: StreamingProcessor, audio: np.ndarray, catch_up: bool,
+              on_update: Callable[[StreamUpdate], None] | None) -> StreamResult:
     processor.reset()
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     hop = max(1, int(round(processor.options.hop_seconds * SAMPLE_RATE)))
     clock = compute = 0.0
-    steps = 0
+    steps = fed = 0
     words: list[CommittedWord] = []
 
     def record(update: StreamUpdate, arrived: float) -> None:
@@ -495,9 +509,15 @@ def run_deterministic(processor: StreamingProcessor, audio: np.ndarray,
         if on_update is not None:
             on_update(update)
 
-    for begin in range(0, len(audio), hop):
-        processor.insert_audio(audio[begin:begin + hop])
-        record(processor.process_iter(), min(len(audio), begin + hop) / SAMPLE_RATE)
+    while fed < len(audio):
+        if catch_up:  # what arrived while the last step ran, or wait for a hop
+            need = max(0, hop - int(round(processor.pending_seconds * SAMPLE_RATE)))
+            until = min(len(audio), max(fed + need, int(clock * SAMPLE_RATE)))
+        else:
+            until = min(len(audio), fed + hop)
+        processor.insert_audio(audio[fed:until])
+        fed = until
+        record(processor.process_iter(), fed / SAMPLE_RATE)
     record(processor.finish(), len(audio) / SAMPLE_RATE)
     return StreamResult(text=processor.text, phrases=tuple(processor.phrases), words=tuple(words),
                         audio_seconds=len(audio) / SAMPLE_RATE, compute_seconds=compute, steps=steps,
@@ -518,4 +538,5 @@ __all__ = [
     "common_prefix",
     "normalize_word",
     "run_deterministic",
+    "simulate_live",
 ]

@@ -33,7 +33,7 @@ def script_audio(phrases, word_seconds=0.3, gap_seconds=0.1, pause_seconds=0.8, 
 
 class ToneDecoder:
     """Reads tone bursts back as words; a burst that touches the end of the buffer is
-    still being spoken: it comes out as a wrong guess."""
+    still being spoken: it comes out as a wrong guess, a different one at each call."""
 
     def __init__(self) -> None:
         self.calls: list[float] = []
@@ -58,7 +58,7 @@ class ToneDecoder:
                 j += 1
             burst = audio[i * frame:j * frame]
             if j >= count - 1 or len(burst) < 0.25 * RATE:  # cut off: not heard whole yet
-                words.append("uh" if j >= count - 1 else "um")
+                words.append(f"uh{len(self.calls)}" if j >= count - 1 else "um")
             else:
                 spectrum = np.abs(np.fft.rfft(burst))
                 peak = np.argmax(spectrum) * RATE / len(burst)
