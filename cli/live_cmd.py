@@ -42,6 +42,8 @@ def register(subparsers) -> None:
     stream.add_argument("--prompt", action=argparse.BooleanOptionalAction, default=defaults.use_prompt,
                         help="give Whisper the text before the buffer as its prompt "
                              f"(default: {'on' if defaults.use_prompt else 'off'}; --no-prompt turns it off)")
+    stream.add_argument("--max-new-tokens", type=int, default=440,
+                        help="longest text per decoding step, in tokens (default: 440)")
     stream.add_argument("--threads", type=int, default=0,
                         help="CPU threads for the model (default: 0 = PyTorch's choice)")
     add_model_arguments(parser)
@@ -63,6 +65,8 @@ def run(args) -> int:
     placement = resolve_device(args.device, args.dtype)  # a bad device fails before anything loads
     if args.threads < 0:
         raise OptionsError(f"--threads must be 0 or more, got {args.threads}")
+    if not 1 <= args.max_new_tokens <= 444:
+        raise OptionsError(f"max new tokens must be between 1 and 444, got {args.max_new_tokens}")
     if args.keep_audio and not args.profile:
         raise OptionsError("--keep-audio stores the audio in a profile: give --profile NAME")
     output = _check_output(args.output)
@@ -101,7 +105,7 @@ def _session(args, loaded, switcher, profile, options, live_options, replay, dev
     from asr_adapt.microphone import ArraySource, MicrophoneError, MicrophoneSource
     from asr_adapt.streaming import StreamingProcessor, WhisperDecoder
 
-    processor = StreamingProcessor(WhisperDecoder(loaded), options)
+    processor = StreamingProcessor(WhisperDecoder(loaded, max_new_tokens=args.max_new_tokens), options)
     keeper = AudioKeeper(profile, live_options.keep_piece_seconds, options.vad) if args.keep_audio else None
     commands = start_command_reader() if _interactive() else None
     if replay is not None:

@@ -127,7 +127,7 @@ def test_a_device_that_disappears_keeps_the_transcript(capsys, tmp_path, use_fak
 
     sd.InputStream = input_stream
     output = tmp_path / "out" / "talk.txt"
-    code, _, err = run_cli(capsys, "live", "--model", tiny_whisper_dir, "-o", output)
+    code, _, err = run_cli(capsys, "live", "--model", tiny_whisper_dir, "--max-new-tokens", "4", "-o", output)
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("asr-adapt: error")]
     assert len(errors) == 1
@@ -174,3 +174,21 @@ def test_live_through_a_virtual_microphone(tmp_path, bundled_model):
     transcript = output.read_text()
     assert (tmp_path / "stdout.txt").read_text().strip() == transcript.strip()
     assert wer(text, transcript) < 0.5, transcript
+
+
+def test_keep_audio_stores_the_replayed_speech_in_the_profile(capsys, tmp_path, tiny_whisper_dir):
+    from test_live import make_profile
+
+    from asr_adapt.profiles import Profile
+
+    make_profile("alice", tiny_whisper_dir)
+    path, audio, _ = samples_audio(tmp_path, 1, gap=0.2)
+    output = tmp_path / "alice.txt"
+    code, _, err = run_cli(capsys, "live", "--profile", "alice", "--replay", path, "--keep-audio", "-o", output,
+                           "--max-new-tokens", "4")
+    assert code == 0, err
+    assert output.is_file() and "with profile 'alice'" in err
+    kept = Profile.open("alice").unlabeled_utterances()
+    assert len(kept) == 1 and kept[0].text is None
+    assert abs(kept[0].duration - len(audio) / 16000) < 0.1
+    assert f"kept 1 piece(s) of audio in profile 'alice'" in err

@@ -218,3 +218,24 @@ def test_kept_audio_goes_into_the_profile_in_pieces(tmp_path):
     assert sum(u.duration for u in kept) >= len(speech) / 16000 - 1   # all speech kept, silence not
     assert sum(u.duration for u in kept) < len(audio) / 16000 - 20
     assert keeper.skipped >= 1
+
+
+def test_terminal_display_shows_the_tentative_tail_and_keeps_finished_phrases():
+    import io
+
+    from rich.console import Console
+
+    from asr_adapt.live import RichDisplay
+    from asr_adapt.streaming import StreamUpdate
+
+    screen = io.StringIO()
+    display = RichDisplay(Console(file=screen, force_terminal=True, width=80, color_system=None))
+    display.update(StreamUpdate(committed=("We", "watched"), tentative="the fire"))
+    assert "We watched the fire" in screen.getvalue()
+    display.update(StreamUpdate(committed=("the", "fireworks."), tentative="", phrase_ended=True))
+    display.note("now using profile 'alice'")
+    display.update(StreamUpdate(committed=("Next",), tentative="one"))
+    display.close()
+    text = screen.getvalue()
+    assert "We watched the fireworks." in text and "now using profile 'alice'" in text
+    assert "Next\n" in text     # the open phrase is printed for good at the end
