@@ -278,7 +278,6 @@ class LiveSession:
         """Run to the end; never raises for Ctrl-C or a lost device (see :class:`LiveResult`)."""
         processor, source = self.processor, self.source
         processor.reset()
-        hop = processor.options.hop_seconds
         interrupted, error = False, None
         compute = 0.0
         try:
@@ -292,7 +291,7 @@ class LiveSession:
                         self.keeper.add(block)
                     block = source.read(0)
                 self._apply_commands()
-                if processor.pending_seconds >= hop:
+                if processor.ready():
                     update = processor.process_iter()
                     compute += update.compute_seconds
                     self.display.update(update)

@@ -41,6 +41,8 @@ from .vad import EnergyVad, VadOptions, frame_levels
 
 #: Whisper's window: the buffer must always fit in it.
 WINDOW_LIMIT_SECONDS = 29.5
+#: Audio block size of the simulations (a microphone delivers 50 ms blocks).
+BLOCK_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,18 @@ class StreamingProcessor:
         """Audio received since the last decision."""
         return (self.stream_samples - self._decoded_until) / SAMPLE_RATE
 
+    def ready(self) -> bool:
+        """Whether :meth:`process_iter` has something to do: a hop of new audio arrived, or
+        a phrase has just ended in a pause (decided at once, not at the next hop, so that
+        a phrase's last words do not wait for audio that is only silence)."""
+        pending = self.pending_seconds
+        if pending >= self.options.hop_seconds:
+            return True
+        if pending <= 0:
+            return False
+        return (self.vad.trailing_silence() >= self.options.pause_seconds
+                and self.vad.has_speech(self._buffer_start, self.stream_samples, self.options.min_speech_seconds))
+
     @property
     def phrases(self) -> list[str]:
         """Committed text, one entry per phrase (the open phrase last, if any)."""
@@ -472,7 +486,8 @@ class StreamResult:
 
 def run_deterministic(processor: StreamingProcessor, audio: np.ndarray,
                       on_update: Callable[[StreamUpdate], None] | None = None) -> StreamResult:
-    """Stream ``audio`` through ``processor`` one fixed hop per step, whatever the wall clock.
+    """Stream ``audio`` through ``processor`` in 50 ms blocks, deciding when to step from the
+    audio alone (a hop, or a phrase's end), whatever the wall clock.
 
     The text is reproducible (it depends only on the audio, the model and the options).
     Timing is simulated honestly: a step starts when its audio has arrived *and* the
@@ -495,7 +510,7 @@ def _simulate(processor: StreamingProcessor, audio: np.ndarray, catch_up: bool,
               on_update: Callable[[StreamUpdate], None] | None) -> StreamResult:
     processor.reset()
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-    hop = max(1, int(round(processor.options.hop_seconds * SAMPLE_RATE)))
+    block = int(BLOCK_SECONDS * SAMPLE_RATE)
     clock = compute = 0.0
     steps = fed = 0
     words: list[CommittedWord] = []
@@ -510,14 +525,17 @@ def _simulate(processor: StreamingProcessor, audio: np.ndarray, catch_up: bool,
             on_update(update)
 
     while fed < len(audio):
-        if catch_up:  # what arrived while the last step ran, or wait for a hop
-            need = max(0, hop - int(round(processor.pending_seconds * SAMPLE_RATE)))
-            until = min(len(audio), max(fed + need, int(clock * SAMPLE_RATE)))
-        else:
-            until = min(len(audio), fed + hop)
+        # Audio comes in blocks, as from a microphone; a step runs when the processor is
+        # ready (a hop of audio, or a phrase just ended). Catching up, a step also takes
+        # all the audio that arrived while the previous one ran.
+        until = fed + block
+        if catch_up:
+            until = max(until, int(clock * SAMPLE_RATE))
+        until = min(len(audio), until)
         processor.insert_audio(audio[fed:until])
         fed = until
-        record(processor.process_iter(), fed / SAMPLE_RATE)
+        if processor.ready():
+            record(processor.process_iter(), fed / SAMPLE_RATE)
     record(processor.finish(), len(audio) / SAMPLE_RATE)
     return StreamResult(text=processor.text, phrases=tuple(processor.phrases), words=tuple(words),
                         audio_seconds=len(audio) / SAMPLE_RATE, compute_seconds=compute, steps=steps,

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # one warning per decode otherwise
 sys.path.insert(0, str(REPO))
 
 from asr_adapt.audio import SAMPLE_RATE, load_audio  # noqa: E402
