@@ -17,7 +17,7 @@ it is cut where the audio itself says a phrase ended:
 
 Buffer stretches without speech are dropped without decoding: Whisper invents text for
 silence, and decoding nothing costs time. Committed text before the buffer can be passed as
-Whisper's prompt (``use_prompt``), which keeps spelling and casing consistent across cuts.
+Whisper's prompt (``use_prompt``, off by default, see there).
 
 :class:`StreamingProcessor` does not know where audio comes from: the microphone, a file
 replayed in real time, or :func:`run_deterministic`, which feeds a fixed hop per step so
@@ -61,7 +61,9 @@ class StreamingOptions:
     max_buffer_seconds: float = 25.0
     #: The shortest pause a long buffer may be cut in.
     cut_pause_seconds: float = 0.15
-    #: Pass the committed text before the buffer to Whisper as its prompt.
+    #: Pass the committed text before the buffer to Whisper as its prompt. Off by default:
+    #: every phrase starts a fresh buffer anyway, and with tiny.en a prompt often made
+    #: Whisper stop early (a whole sentence came out as "He said,").
     use_prompt: bool = False
     #: How much of that text (characters, the most recent).
     prompt_chars: int = 200
@@ -356,7 +358,8 @@ class StreamingProcessor:
         end = self.stream_samples
         if end <= self._decoded_until:
             return self._update((), False, False, started)
-        self._decoded_until = end
+        # ``_decoded_until`` moves only once a decision is complete: a step cut short
+        # (Ctrl-C during decoding) leaves its audio to finish().
         opts = self.options
         if not self.vad.has_speech(self._buffer_start, end, opts.min_speech_seconds):
             # Nothing said: drop the audio but a short tail, which may hold a word's onset.
@@ -367,6 +370,7 @@ class StreamingProcessor:
                 self._end_phrase()
             self.agreement.reset()
             self._drop_until(end - int(opts.pause_seconds * SAMPLE_RATE))
+            self._decoded_until = end
             return self._update(committed, ended, False, started)
         pause = self._phrase_pause(end)
         if pause is not None:
@@ -388,6 +392,7 @@ class StreamingProcessor:
         words = self._decode()
         committed = list(self.agreement.update(words))
         self._commit(committed)
+        self._decoded_until = end
         if self.buffer_seconds > opts.trim_seconds:
             committed += self._cut()
         return self._update(tuple(committed), False, True, started)

@@ -211,3 +211,23 @@ def test_live_transcript_of_real_speech_matches_offline(bundled_model, one_threa
     assert live_wer <= offline_wer + 0.15, (result.text, offline)
     assert live_wer < 0.6
     assert SAMPLES.is_dir()
+
+
+def test_a_step_interrupted_while_decoding_leaves_its_audio_to_finish():
+    audio, ends = script_audio([[1, 2, 3]], pause_seconds=0.05)
+
+    class Interrupted(ToneDecoder):
+        def __call__(self, audio, prompt=""):
+            if len(self.calls) == 1:
+                self.calls.append(0.0)
+                raise KeyboardInterrupt
+            return super().__call__(audio, prompt)
+
+    processor = StreamingProcessor(Interrupted(), StreamingOptions(hop_seconds=0.5))
+    processor.insert_audio(audio[:8000])
+    processor.process_iter()
+    processor.insert_audio(audio[8000:])
+    with pytest.raises(KeyboardInterrupt):
+        processor.process_iter()
+    processor.finish()
+    assert words_of(processor.text) == ["w1", "w2", "w3"]
