@@ -48,7 +48,7 @@ class VadOptions:
 
     @property
     def frame_samples(self) -> int:
-        return max(1, int(round(self.frame_seconds * SAMPLE_RATE)))
+        return max(1, round(self.frame_seconds * SAMPLE_RATE))
 
 
 def frame_levels(audio: np.ndarray, frame: int) -> np.ndarray:
@@ -126,7 +126,7 @@ class EnergyVad:
         """Runs of non-speech of at least ``min_seconds`` in [start, end), as stream sample
         ranges, in order."""
         first, last = self._frames(start, end)
-        need = max(1, int(round(min_seconds / self.options.frame_seconds)))
+        need = max(1, round(min_seconds / self.options.frame_seconds))
         runs, run_start = [], None
         for i in range(first, last + 1):
             quiet = i < last and not self._speech[i]

@@ -100,8 +100,15 @@ def run(args) -> int:
 
 
 def _session(args, loaded, switcher, profile, options, live_options, replay, device, output) -> int:
-    from asr_adapt.live import (AudioKeeper, LiveSession, default_transcript_path, make_display,
-                                start_command_reader, wait_for_audio, write_transcript)
+    from asr_adapt.live import (
+        AudioKeeper,
+        LiveSession,
+        default_transcript_path,
+        make_display,
+        start_command_reader,
+        wait_for_audio,
+        write_transcript,
+    )
     from asr_adapt.microphone import ArraySource, MicrophoneError, MicrophoneSource
     from asr_adapt.streaming import StreamingProcessor, WhisperDecoder
 

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from difflib import SequenceMatcher
@@ -37,12 +36,18 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # one warning per decode otherwise
 sys.path.insert(0, str(REPO))
 
-from asr_adapt.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from asr_adapt.evaluation import score  # noqa: E402
-from asr_adapt.manifest import read_manifest  # noqa: E402
-from asr_adapt.streaming import (StreamingOptions, StreamingProcessor, WhisperDecoder, normalize_word,  # noqa: E402
-                                 run_deterministic, simulate_live)
-from asr_adapt.vad import speech_mask  # noqa: E402
+from asr_adapt.audio import SAMPLE_RATE, load_audio
+from asr_adapt.evaluation import score
+from asr_adapt.manifest import read_manifest
+from asr_adapt.streaming import (
+    StreamingOptions,
+    StreamingProcessor,
+    WhisperDecoder,
+    normalize_word,
+    run_deterministic,
+    simulate_live,
+)
+from asr_adapt.vad import speech_mask
 
 PROFILE = "bench-live"
 

@@ -62,7 +62,7 @@ class ToneDecoder:
             else:
                 spectrum = np.abs(np.fft.rfft(burst))
                 peak = np.argmax(spectrum) * RATE / len(burst)
-                index = int(round((peak - 300.0) / 100.0))
+                index = round((peak - 300.0) / 100.0)
                 words.append(VOCABULARY[index % len(VOCABULARY)].capitalize() + ("." if j >= count - 40 else ""))
             i = j
         return " ".join(words)

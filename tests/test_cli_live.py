@@ -12,11 +12,11 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-
-from asr_adapt import microphone
 from conftest import read_samples_manifest
 from test_cli import assert_one_line_error, run_cli
 from test_microphone import device, fake_sounddevice
+
+from asr_adapt import microphone
 
 
 @pytest.fixture(autouse=True)
@@ -191,4 +191,4 @@ def test_keep_audio_stores_the_replayed_speech_in_the_profile(capsys, tmp_path, 
     kept = Profile.open("alice").unlabeled_utterances()
     assert len(kept) == 1 and kept[0].text is None
     assert abs(kept[0].duration - len(audio) / 16000) < 0.1
-    assert f"kept 1 piece(s) of audio in profile 'alice'" in err
+    assert "kept 1 piece(s) of audio in profile 'alice'" in err

@@ -45,10 +45,10 @@ def logits(loaded):
 
 
 def test_switching_profiles_without_reloading_the_base(tiny_whisper_dir):
+    import torch
+
     from asr_adapt.models import resolve_model
     from asr_adapt.personal import AdapterSwitcher, load_profile_model
-
-    import torch
 
     make_profile("alice", tiny_whisper_dir, seed=1)
     bob = make_profile("bob", tiny_whisper_dir, seed=7)
@@ -131,9 +131,10 @@ class ScriptedSource:
 def tone_session(audio, then=None, **kwargs):
     import io
 
+    from streaming_fakes import ToneDecoder
+
     from asr_adapt.live import LineDisplay, LiveSession
     from asr_adapt.streaming import StreamingOptions, StreamingProcessor
-    from streaming_fakes import ToneDecoder
 
     out, notes = io.StringIO(), io.StringIO()
     source = ScriptedSource(audio, then=then, overflows=kwargs.pop("overflows", 0))
@@ -154,18 +155,20 @@ def test_session_prints_committed_phrases_and_counts_overflows():
 
 
 def test_lost_device_keeps_the_text_so_far():
-    from asr_adapt.microphone import MicrophoneError
     from streaming_fakes import script_audio
 
+    from asr_adapt.microphone import MicrophoneError
+
     audio, _ = script_audio([[1, 2, 3, 4]], pause_seconds=0.05)
-    result, out, _, _ = tone_session(audio, then=MicrophoneError("the microphone 'x' stopped delivering audio"))
+    result, _, _, _ = tone_session(audio, then=MicrophoneError("the microphone 'x' stopped delivering audio"))
     assert result.error.startswith("the microphone 'x' stopped")
     assert result.text.lower().replace(".", "").split() == ["w1", "w2", "w3", "w4"]   # the tail was flushed too
 
 
 def test_ctrl_c_flushes_and_writes(tmp_path):
-    from asr_adapt.live import default_transcript_path, write_transcript
     from streaming_fakes import script_audio
+
+    from asr_adapt.live import default_transcript_path, write_transcript
 
     audio, _ = script_audio([[7, 8], [9]], pause_seconds=0.05)
     result, _, _, _ = tone_session(audio, then=KeyboardInterrupt())
@@ -201,9 +204,10 @@ def test_typed_profile_names_switch_adapters():
 
 
 def test_kept_audio_goes_into_the_profile_in_pieces(tmp_path):
+    from streaming_fakes import script_audio
+
     from asr_adapt.live import AudioKeeper
     from asr_adapt.profiles import Profile
-    from streaming_fakes import script_audio
 
     profile = Profile.create("alice", base_model="whisper-tiny.en", base_weights_sha256=None)
     speech, _ = script_audio([list(range(40))] * 4, gap_seconds=0.1)       # ~70 s of 'speech'

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from asr_adapt.errors import OptionsError
-from asr_adapt.streaming import (LocalAgreement, StreamingOptions, StreamingProcessor, align_prefix,
-                                 common_prefix, normalize_word, run_deterministic, simulate_live)
 from conftest import SAMPLES, read_samples_manifest
 from streaming_fakes import ToneDecoder, script_audio
+
+from asr_adapt.errors import OptionsError
+from asr_adapt.streaming import (
+    LocalAgreement,
+    StreamingOptions,
+    StreamingProcessor,
+    align_prefix,
+    common_prefix,
+    normalize_word,
+    run_deterministic,
+    simulate_live,
+)
 
 
 def words_of(text):
@@ -83,7 +91,7 @@ def stream(audio, **options):
 def test_words_commit_in_order_and_phrases_end_at_pauses():
     phrases = [[1, 2, 3, 4, 5], [6, 7, 8], [9, 10, 11, 12]]
     audio, ends = script_audio(phrases)
-    result, updates, decoder = stream(audio, hop_seconds=0.5)
+    result, updates, _ = stream(audio, hop_seconds=0.5)
     assert words_of(result.text) == [w for w, _ in ends]
     assert [words_of(p) for p in result.phrases] == [[f"w{i}" for i in p] for p in phrases]
     # The half-heard last word ("uh") showed up as tentative but was never committed.
@@ -123,7 +131,7 @@ def test_speech_without_any_pause_is_cut_at_the_hard_limit():
 
 
 def test_end_of_stream_flushes_the_tail():
-    audio, ends = script_audio([[1, 2, 3]], pause_seconds=0.05, lead_seconds=0.1)  # no phrase pause
+    audio, _ = script_audio([[1, 2, 3]], pause_seconds=0.05, lead_seconds=0.1)  # no phrase pause
     result, updates, _ = stream(audio, hop_seconds=0.5)
     assert words_of(result.text) == ["w1", "w2", "w3"]
     assert updates[-1].phrase_ended
@@ -173,7 +181,7 @@ def test_live_simulation_catches_up_when_decoding_is_slow(monkeypatch):
     live = simulate_live(StreamingProcessor(SlowDecoder(), StreamingOptions(hop_seconds=0.1)), audio)
     assert words_of(live.text) == words_of(fixed.text) == [w for w, _ in ends]
     assert live.decodes < fixed.decodes / 2        # longer steps, fewer of them
-    lag = lambda result: max(w.commit_time - w.audio_time for w in result.words)  # noqa: E731
+    lag = lambda result: max(w.commit_time - w.audio_time for w in result.words)
     assert lag(fixed) > 5.0                        # three times slower than real time: it falls behind
     assert lag(live) < 1.5                         # catching up keeps the lag bounded
 
@@ -214,7 +222,7 @@ def test_live_transcript_of_real_speech_matches_offline(bundled_model, one_threa
 
 
 def test_a_step_interrupted_while_decoding_leaves_its_audio_to_finish():
-    audio, ends = script_audio([[1, 2, 3]], pause_seconds=0.05)
+    audio, _ = script_audio([[1, 2, 3]], pause_seconds=0.05)
 
     class Interrupted(ToneDecoder):
         def __call__(self, audio, prompt=""):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import sine
 
 from asr_adapt.errors import OptionsError
 from asr_adapt.vad import EnergyVad, VadOptions, speech_mask
-from conftest import sine
 
 RATE = 16000
 
