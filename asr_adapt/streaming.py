@@ -238,6 +238,7 @@ class StreamUpdate:
     phrase_ended: bool = False        # a pause (or the end) closed the current phrase
     decoded: bool = False             # Whisper ran in this step
     compute_seconds: float = 0.0      # wall time this step took
+    cpu_seconds: float = 0.0          # CPU time of the calling thread (one core's worth of work)
     stream_seconds: float = 0.0       # audio received so far
     buffer_seconds: float = 0.0       # audio buffered after this step
 
@@ -354,7 +355,7 @@ class StreamingProcessor:
 
     def process_iter(self) -> StreamUpdate:
         """Decode the buffer (when it holds speech and new audio came) and apply the policy."""
-        started = time.perf_counter()
+        started = (time.perf_counter(), time.thread_time())
         end = self.stream_samples
         if end <= self._decoded_until:
             return self._update((), False, False, started)
@@ -433,7 +434,7 @@ class StreamingProcessor:
 
     def finish(self) -> StreamUpdate:
         """End of stream: decode what is left, commit everything, close the phrase."""
-        started = time.perf_counter()
+        started = (time.perf_counter(), time.thread_time())
         end = self.stream_samples
         decoded = False
         if end > self._decoded_until and self.vad.has_speech(self._buffer_start, end,
@@ -449,9 +450,10 @@ class StreamingProcessor:
         self._drop_until(end)
         return self._update(tuple(committed), True, decoded, started)
 
-    def _update(self, committed, ended: bool, decoded: bool, started: float) -> StreamUpdate:
+    def _update(self, committed, ended: bool, decoded: bool, started: tuple[float, float]) -> StreamUpdate:
         return StreamUpdate(committed=tuple(committed), tentative=self.tentative, phrase_ended=ended,
-                            decoded=decoded, compute_seconds=time.perf_counter() - started,
+                            decoded=decoded, compute_seconds=time.perf_counter() - started[0],
+                            cpu_seconds=time.thread_time() - started[1],
                             stream_seconds=self.stream_samples / SAMPLE_RATE,
                             buffer_seconds=self.buffer_seconds)
 
@@ -462,11 +464,14 @@ class StreamingProcessor:
 @dataclass(frozen=True)
 class CommittedWord:
     """A committed word and when: ``audio_time`` is how much audio the processor had
-    received, ``commit_time`` the simulated clock (audio time plus the compute spent)."""
+    received, ``commit_time`` the simulated clock (audio time plus the wall time compute
+    took), ``cpu_commit_time`` the same clock run on the CPU time instead: what a core of
+    its own would give when the machine is shared (exact for one torch thread)."""
 
     text: str
     audio_time: float
     commit_time: float
+    cpu_commit_time: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -478,6 +483,7 @@ class StreamResult:
     words: tuple[CommittedWord, ...]
     audio_seconds: float
     compute_seconds: float
+    cpu_seconds: float
     steps: int
     decodes: int
     max_buffer_seconds: float
@@ -520,12 +526,16 @@ def _simulate(processor: StreamingProcessor, audio: np.ndarray, catch_up: bool,
     steps = fed = 0
     words: list[CommittedWord] = []
 
+    cpu_clock = cpu = 0.0
+
     def record(update: StreamUpdate, arrived: float) -> None:
-        nonlocal clock, compute, steps
+        nonlocal clock, compute, steps, cpu_clock, cpu
         steps += 1
         compute += update.compute_seconds
+        cpu += update.cpu_seconds
         clock = max(clock, arrived) + update.compute_seconds
-        words.extend(CommittedWord(w, arrived, clock) for w in update.committed)
+        cpu_clock = max(cpu_clock, arrived) + update.cpu_seconds
+        words.extend(CommittedWord(w, arrived, clock, cpu_clock) for w in update.committed)
         if on_update is not None:
             on_update(update)
 
@@ -543,7 +553,8 @@ def _simulate(processor: StreamingProcessor, audio: np.ndarray, catch_up: bool,
             record(processor.process_iter(), fed / SAMPLE_RATE)
     record(processor.finish(), len(audio) / SAMPLE_RATE)
     return StreamResult(text=processor.text, phrases=tuple(processor.phrases), words=tuple(words),
-                        audio_seconds=len(audio) / SAMPLE_RATE, compute_seconds=compute, steps=steps,
+                        audio_seconds=len(audio) / SAMPLE_RATE, compute_seconds=compute, cpu_seconds=cpu,
+                        steps=steps,
                         decodes=processor.decodes, max_buffer_seconds=processor.max_buffer_seconds_seen,
                         options=processor.options)
 

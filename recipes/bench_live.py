@@ -11,7 +11,10 @@ in the audio. Word end times come from Whisper's own cross-attention alignment (
 the alignment heads, ``return_token_timestamps``) on the offline transcription of the same
 file by the same model; live words are matched to offline words by a word alignment, and
 only matched words are timed (the fraction is reported). The "algorithmic" latency leaves
-compute out (what a machine infinitely fast would get with this hop and policy).
+compute out (what a machine infinitely fast would get with this hop and policy). The
+"CPU-clock" latency runs the same simulated clock on the CPU time each step used instead of
+its wall time: on a shared machine, what a core of its own would give (exact with one torch
+thread, ``--threads 1``, since all the work then runs on the calling thread).
 
     python recipes/bench_live.py --threads 1 --with-profile --json out/bench_live.json
 
@@ -86,19 +89,20 @@ def word_end_times(loaded, audio: np.ndarray) -> list[tuple[str, float]]:
     return [(w, min(float(e), speech_end)) for w, e in words if normalize_word(w)]
 
 
-def matched_latencies(live_words, offline_words) -> tuple[list[float], list[float], int]:
-    """(commit latencies, algorithmic latencies, words matched) of live words that align
-    with offline words (compared after normalization)."""
+def matched_latencies(live_words, offline_words):
+    """(commit latencies on the wall clock, on the CPU-time clock, algorithmic latencies,
+    words matched) of live words that align with offline words (after normalization)."""
     a = [normalize_word(w.text) for w in live_words]
     b = [normalize_word(w) for w, _ in offline_words]
-    commit, algorithmic, matched = [], [], 0
+    commit, cpu, algorithmic, matched = [], [], [], 0
     for i, j, size in SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
         for k in range(size):
             live, (_, end) = live_words[i + k], offline_words[j + k]
             commit.append(live.commit_time - end)
+            cpu.append(live.cpu_commit_time - end)
             algorithmic.append(live.audio_time - end)
             matched += 1
-    return commit, algorithmic, matched
+    return commit, cpu, algorithmic, matched
 
 
 def percentile(values, q):
@@ -119,17 +123,19 @@ def bench(loaded, utterances, options: StreamingOptions, label: str) -> dict:
               "offline_wer": score([u.text for u in utterances], offline).wer,
               "offline_rtf": offline_seconds / (sum(len(a) for a in audios) / SAMPLE_RATE)}
     for mode, simulate in (("fixed_hop", run_deterministic), ("live", simulate_live)):
-        texts, commit, algorithmic = [], [], []
+        texts, commit, cpu_commit, algorithmic = [], [], [], []
         matched = total = decodes = 0
-        compute = max_buffer = 0.0
+        compute = cpu = max_buffer = 0.0
         for n, (audio, words) in enumerate(zip(audios, ends)):
             result = simulate(processor, audio)
             texts.append(result.text)
             compute += result.compute_seconds
+            cpu += result.cpu_seconds
             decodes += result.decodes
             max_buffer = max(max_buffer, result.max_buffer_seconds)
-            c, a, m = matched_latencies(result.words, words)
+            c, u, a, m = matched_latencies(result.words, words)
             commit += c
+            cpu_commit += u
             algorithmic += a
             matched += m
             total += len(result.words)
@@ -141,6 +147,8 @@ def bench(loaded, utterances, options: StreamingOptions, label: str) -> dict:
             "relative_wer_change": (live_wer - report["offline_wer"]) / report["offline_wer"]
             if report["offline_wer"] else None,
             "latency_p50": percentile(commit, 50), "latency_p90": percentile(commit, 90),
+            "cpu_latency_p50": percentile(cpu_commit, 50), "cpu_latency_p90": percentile(cpu_commit, 90),
+            "cpu_rtf": cpu / report["audio_seconds"],
             "algorithmic_p50": percentile(algorithmic, 50), "algorithmic_p90": percentile(algorithmic, 90),
             "words_timed": matched, "words_committed": total,
             "rtf": compute / report["audio_seconds"], "decodes": decodes,
@@ -224,16 +232,17 @@ def main(argv=None) -> int:
     result = {"options": {"hop_seconds": options.hop_seconds, "agreement": options.agreement,
                           "pause_seconds": options.pause_seconds, "use_prompt": options.use_prompt},
               "machine": machine, "runs": runs}
-    print("| set | model | mode | files | audio s | latency p50 / p90 s | algorithmic p50 / p90 s | RTF | "
-          "s/decode | live WER | offline WER | rel. change |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| set | model | mode | files | audio s | latency p50 / p90 s | RTF | s/decode | CPU-clock latency "
+          "p50 / p90 s | CPU RTF | algorithmic p50 / p90 s | live WER | offline WER | rel. change |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         for mode in ("fixed_hop", "live"):
             m = r[mode]
             change = f"{100 * m['relative_wer_change']:+.1f}%" if m["relative_wer_change"] is not None else "n/a"
             print(f"| {r['set']} | {r['model']} | {mode} | {r['files']} | {r['audio_seconds']} | "
-                  f"{m['latency_p50']:.2f} / {m['latency_p90']:.2f} | {m['algorithmic_p50']:.2f} / "
-                  f"{m['algorithmic_p90']:.2f} | {m['rtf']:.2f} | {m['seconds_per_decode']:.2f} | "
+                  f"{m['latency_p50']:.2f} / {m['latency_p90']:.2f} | {m['rtf']:.2f} | "
+                  f"{m['seconds_per_decode']:.2f} | {m['cpu_latency_p50']:.2f} / {m['cpu_latency_p90']:.2f} | "
+                  f"{m['cpu_rtf']:.2f} | {m['algorithmic_p50']:.2f} / {m['algorithmic_p90']:.2f} | "
                   f"{100 * m['live_wer']:.1f}% | {100 * r['offline_wer']:.1f}% | {change} |")
     print(json.dumps(machine))
     if args.json:

@@ -169,7 +169,8 @@ def test_live_simulation_catches_up_when_decoding_is_slow(monkeypatch):
     from asr_adapt import streaming
 
     now = [0.0]  # a fake clock: each decode "takes" 0.3 s against a hop of 0.1 s
-    monkeypatch.setattr(streaming, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(streaming, "time", types.SimpleNamespace(perf_counter=lambda: now[0],
+                                                                 thread_time=lambda: now[0]))
 
     class SlowDecoder(ToneDecoder):
         def __call__(self, audio, prompt=""):
@@ -184,6 +185,7 @@ def test_live_simulation_catches_up_when_decoding_is_slow(monkeypatch):
     lag = lambda result: max(w.commit_time - w.audio_time for w in result.words)
     assert lag(fixed) > 5.0                        # three times slower than real time: it falls behind
     assert lag(live) < 1.5                         # catching up keeps the lag bounded
+    assert [w.cpu_commit_time for w in live.words] == [w.commit_time for w in live.words]
 
 
 # --------------------------------------------------------------------------- real speech
