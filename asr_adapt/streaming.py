@@ -246,9 +246,9 @@ class StreamUpdate:
 class StreamingProcessor:
     """Turns a stream of audio blocks into committed text (see the module docstring).
 
-    Feed it with :meth:`insert_audio`, call :meth:`process_iter` whenever enough new audio
-    arrived (:attr:`pending_seconds` >= ``options.hop_seconds``), and :meth:`finish` at the
-    end. It is not thread-safe: one thread feeds and processes.
+    Feed it with :meth:`insert_audio`, call :meth:`process_iter` whenever :meth:`ready`
+    (a hop of new audio arrived, or a phrase ended), and :meth:`finish` at the end. It is
+    not thread-safe: one thread feeds and processes.
     """
 
     #: Silence kept after a phrase's last word when it is decoded (word endings fade out).
@@ -373,6 +373,7 @@ class StreamingProcessor:
             self._drop_until(end - int(opts.pause_seconds * SAMPLE_RATE))
             self._decoded_until = end
             return self._update(committed, ended, False, started)
+        early = tuple(self._bound())  # only when the processor fell far behind
         pause = self._phrase_pause(end)
         if pause is not None:
             # A phrase is over: its audio is complete, so its hypothesis is final. Whisper
@@ -386,6 +387,7 @@ class StreamingProcessor:
             self._end_phrase()
             self.agreement.reset()
             self._drop_until(max(cut, last - tail))
+            committed = early + committed
             # Audio after the pause is still to be decided on (a processor that fell
             # behind gets it at the next call, one phrase at a time).
             self._decoded_until = self._buffer_start
@@ -393,6 +395,7 @@ class StreamingProcessor:
         words = self._decode()
         committed = list(self.agreement.update(words))
         self._commit(committed)
+        committed = list(early) + committed
         self._decoded_until = end
         if self.buffer_seconds > opts.trim_seconds:
             committed += self._cut()
@@ -413,14 +416,17 @@ class StreamingProcessor:
         opts = self.options
         start, end = self._buffer_start, self.stream_samples
         margin = SAMPLE_RATE  # leave a second on each side: a cut needs context
-        pauses = self.vad.pauses(start + margin, end - margin, opts.cut_pause_seconds)
+        # What is decoded must fit Whisper's window, even when a slow machine let the
+        # buffer grow past it: cuts are looked for within the first max_buffer_seconds.
+        limit = min(end - margin, start + int(opts.max_buffer_seconds * SAMPLE_RATE))
+        pauses = self.vad.pauses(start + margin, limit, opts.cut_pause_seconds)
         if pauses:
             first, last = pauses[-1]
             cut = (first + last) // 2
         elif self.buffer_seconds > opts.max_buffer_seconds:
             frame = self.vad.options.frame_samples
-            lo = len(self._audio) // 2
-            levels = frame_levels(self._audio[lo:len(self._audio) - margin], frame)
+            lo = int(opts.max_buffer_seconds * SAMPLE_RATE) // 2
+            levels = frame_levels(self._audio[lo:limit - start], frame)
             cut = start + lo + (int(np.argmin(levels)) * frame if len(levels) else 0)
         else:
             return []
@@ -432,11 +438,23 @@ class StreamingProcessor:
         self._drop_until(cut)
         return new
 
+    def _bound(self) -> list[str]:
+        """Cut until the buffer fits ``max_buffer_seconds`` (it only grows past it when the
+        processor fell far behind its source). Returns the words newly committed."""
+        committed: list[str] = []
+        while self.buffer_seconds > self.options.max_buffer_seconds:
+            before = self._buffer_start
+            committed += self._cut()
+            if self._buffer_start == before:
+                break
+        return committed
+
     def finish(self) -> StreamUpdate:
         """End of stream: decode what is left, commit everything, close the phrase."""
         started = (time.perf_counter(), time.thread_time())
         end = self.stream_samples
-        decoded = False
+        early = self._bound()  # (these are committed already)
+        decoded = bool(early)
         if end > self._decoded_until and self.vad.has_speech(self._buffer_start, end,
                                                              self.options.min_speech_seconds):
             committed = self.agreement.update(self._decode()) + self.agreement.flush()
@@ -445,6 +463,7 @@ class StreamingProcessor:
             committed = self.agreement.flush()
         self._decoded_until = end
         self._commit(committed)
+        committed = early + committed
         self._end_phrase()
         self.agreement.reset()
         self._drop_until(end)

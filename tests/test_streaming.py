@@ -241,3 +241,17 @@ def test_a_step_interrupted_while_decoding_leaves_its_audio_to_finish():
         processor.process_iter()
     processor.finish()
     assert words_of(processor.text) == ["w1", "w2", "w3"]
+
+
+@pytest.mark.parametrize("step_first", [True, False])
+def test_a_processor_far_behind_never_decodes_more_than_a_window(step_first):
+    # A minute of speech arrives at once (the machine stalled): every decode must still fit.
+    audio, ends = script_audio([list(range(150))], gap_seconds=0.2)
+    decoder = ToneDecoder()
+    processor = StreamingProcessor(decoder, StreamingOptions(trim_seconds=8.0, max_buffer_seconds=12.0))
+    processor.insert_audio(audio)
+    if step_first:
+        processor.process_iter()
+    processor.finish()
+    assert max(decoder.calls) <= 12.0
+    assert words_of(processor.text) == [w for w, _ in ends]
