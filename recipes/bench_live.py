@@ -209,10 +209,8 @@ def main(argv=None) -> int:
     utterances = read_manifest(REPO / "samples" / "test" / "manifest.jsonl")[:args.count]
     sets = [("samples/test", utterances)]
     ocean = REPO.parent / "shared" / "data" / "speechocean762" / "train"
-    if args.speechocean and ocean.is_dir():
-        from asr_adapt.manifest import load_any
-
-        sets.append(("speechocean762", [u for u in load_any(ocean, require_text=True)][:args.speechocean]))
+    if args.speechocean and (ocean / "manifest.jsonl").is_file():
+        sets.append(("speechocean762", read_manifest(ocean / "manifest.jsonl")[:args.speechocean]))
     options = StreamingOptions(hop_seconds=args.hop, use_prompt=args.prompt)
     loaded = resolve_model(args.model, device=args.device)
     runs = []
