@@ -19,6 +19,9 @@ def register(subparsers) -> None:
     parser.add_argument("--from", dest="source", type=Path, metavar="DIR|MANIFEST",
                         help="enroll from these recordings instead of the microphone")
     parser.add_argument("--force", action="store_true", help="replace an existing profile of that name")
+    parser.add_argument("--add", action="store_true",
+                        help="with --from: add the recordings to an existing profile (without --add or --force, "
+                             "an existing profile is asked about, or refused when there is no terminal)")
     parser.add_argument("--no-train", action="store_true", help="only store the enrollment; adapt later")
     mic = parser.add_argument_group("microphone")
     mic.add_argument("--prompts", type=Path, help="one sentence per line (default: samples/prompts.txt)")
@@ -37,10 +40,16 @@ def run(args) -> int:
         return _list_devices()
 
     validate_profile_name(args.name)
+    if args.add and args.force:
+        from asr_adapt.profiles import ProfileError
+
+        raise ProfileError("--add keeps the profile and --force replaces it: give one of them")
     lora, options = training_settings(args)  # bad flags fail before anything is written
     domain, unlabeled, unlabeled_options = domain_settings(args)
     if args.source is not None:
         profile = _import(args)
+        if profile is None:
+            return 1
     else:
         from asr_adapt.recording import enroll_from_microphone
 
@@ -73,6 +82,7 @@ def _list_devices() -> int:
 
 
 def _import(args):
+    """Enroll from recordings; returns the profile, or None when the user cancelled."""
     from asr_adapt.manifest import load_any, summarize
     from asr_adapt.models import resolve_model
     from asr_adapt.profiles import Profile
@@ -82,12 +92,67 @@ def _import(args):
     if len(utterances) < 8:
         raise TrainingError(f"{args.source} holds {len(utterances)} utterances; enrollment needs at least 8 "
                             "(about a minute of speech; five minutes work best)")
-    loaded = resolve_model(args.model, device="cpu")  # only to record which weights the profile is for
-    speakers = {u.speaker for u in utterances}
-    profile = Profile.create(args.name, base_model=args.model, base_weights_sha256=loaded.weights_sha256,
-                             backend=loaded.backend, kind="group" if len(speakers) > 1 else "speaker",
-                             force=args.force)
+    action = _existing_profile_action(args)
+    if action == "cancel":
+        print(f"cancelled; profile '{args.name}' is unchanged", file=sys.stderr)
+        return None
+    if action == "add":
+        profile = Profile.open(args.name)
+        _check_same_model(args, profile)
+    else:
+        loaded = resolve_model(args.model, device="cpu")  # only to record which weights the profile is for
+        speakers = {u.speaker for u in utterances}
+        profile = Profile.create(args.name, base_model=args.model, base_weights_sha256=loaded.weights_sha256,
+                                 backend=loaded.backend, kind="group" if len(speakers) > 1 else "speaker",
+                                 force=args.force)
     count = profile.import_enrollment(utterances)
     print(f"enrolled {count} utterances into '{profile.name}': {summarize(profile.enrollment_utterances())}",
           file=sys.stderr)
     return profile
+
+
+def _existing_profile_action(args) -> str:
+    """What to do with the named profile: "create" (new, or --force), "add" or "cancel".
+
+    An existing profile is never replaced silently: --force replaces, --add adds, and in a
+    terminal the user is asked; without a terminal (scripts, CI) it is an error.
+    """
+    from asr_adapt.profiles import Profile, ProfileError, profiles_root
+
+    if args.force or not (profiles_root() / args.name).is_dir():
+        return "create"
+    if args.add:
+        return "add"
+    if not sys.stdin.isatty():
+        raise ProfileError(f"profile '{args.name}' exists; use --force to replace it or --add to add "
+                           "these recordings to it")
+    profile = Profile.open(args.name)
+    existing = profile.enrollment_utterances()
+    minutes = sum(u.duration or 0.0 for u in existing) / 60
+    adapter = "with an adapter" if profile.adapter_dir is not None else "no adapter yet"
+    question = (f"profile '{args.name}' exists ({len(existing)} utterances, {minutes:.1f} min, {adapter}). "
+                "[a]dd these recordings to it, [r]eplace it, or [c]ancel? ")
+    while True:
+        try:
+            answer = input(question).strip().lower()
+        except EOFError:
+            return "cancel"
+        if answer in ("a", "add"):
+            return "add"
+        if answer in ("r", "replace"):
+            args.force = True
+            return "create"
+        if answer in ("", "c", "cancel", "n", "no", "q"):
+            return "cancel"
+
+
+def _check_same_model(args, profile) -> None:
+    """Recordings added to a profile train its own base model; a different --model is refused."""
+    from asr_adapt.profiles import ProfileError
+
+    from asr_adapt.models import DEFAULT_MODEL
+
+    if args.model not in (DEFAULT_MODEL, profile.info.base_model):
+        raise ProfileError(f"profile '{profile.name}' is built on {profile.info.base_model}, not {args.model}; "
+                           f"drop --model to add to it, or use --force to start afresh")
+    args.model = profile.info.base_model
