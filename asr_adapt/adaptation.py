@@ -97,7 +97,7 @@ def gather_unlabeled(profile: Profile, sources: Sequence[str | Path] = (),
     collected = collect_unlabeled(sources, profile.unlabeled_utterances(), options)
     if not collected.pieces:
         raise TrainingError(f"domain confusion needs the user's unlabeled audio and '{profile.name}' has none: "
-                            f"pass --unlabeled PATH, or keep some with asr-adapt live {profile.name} --keep-audio")
+                            f"pass --unlabeled PATH, or keep some with: asr-adapt live --profile {profile.name} --keep-audio")
     if collected.seconds < domain.min_unlabeled_seconds:
         raise TrainingError(f"only {collected.seconds:.0f} s of usable unlabeled audio; domain confusion needs "
                             f"at least {domain.min_unlabeled_seconds:.0f} s (a few minutes work best)")

@@ -61,8 +61,13 @@ class TrainOptions:
     heldout_fraction: float = 0.1
     min_heldout: int = 3
     max_heldout: int = 24
-    #: Stop after this many epochs without a better held-out WER.
-    patience: int = 2
+    #: Stop after this many epochs without a better held-out result...
+    patience: int = 3
+    #: ...but never before this many epochs: a held-out slice of a few minutes holds a
+    #: handful of utterances, and the first epochs (still warming up) judge noisily. With
+    #: an earlier stop (patience 2, no minimum), 1 of 3 seeds on the sample speaker and a
+    #: speechocean group stopped before adaptation had a chance to help.
+    min_epochs: int = 4
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
@@ -82,6 +87,8 @@ class TrainOptions:
             (0 < self.heldout_fraction < 0.5, f"held-out fraction must be in (0, 0.5), got {self.heldout_fraction!r}"),
             (1 <= self.min_heldout <= self.max_heldout, "held-out bounds must satisfy 1 <= min <= max"),
             (self.patience >= 1, f"patience must be >= 1, got {self.patience!r}"),
+            (isinstance(self.min_epochs, int) and self.min_epochs >= 1,
+             f"min epochs must be >= 1, got {self.min_epochs!r}"),
             (0 <= self.warmup_fraction < 1, f"warmup fraction must be in [0, 1), got {self.warmup_fraction!r}"),
             (self.min_utterances >= 2, "min utterances must be >= 2"),
             (self.time_budget_minutes is None or self.time_budget_minutes > 0, "time budget must be positive"),
@@ -97,6 +104,8 @@ class EpochRecord:
     train_loss: float | None
     heldout_wer: float
     seconds: float
+    #: Teacher-forced loss on the held-out windows: breaks ties between equal WERs.
+    heldout_loss: float | None = None
     #: Domain confusion only: the head's mean loss and accuracy over the epoch's steps
     #: (guessed before each update), and the reversal strength at the epoch's end.
     domain_loss: float | None = None
@@ -135,7 +144,9 @@ class TrainResult:
 
     @property
     def improved(self) -> bool:
-        return self.best_epoch > 0 and self.best_heldout_wer < self.baseline_heldout_wer
+        """An adapted epoch beat the unadapted model on held-out speech: a lower WER, or the
+        same WER with a lower held-out loss (how the best epoch is chosen)."""
+        return self.best_epoch > 0 and self.best_heldout_wer <= self.baseline_heldout_wer
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -252,6 +263,19 @@ def heldout_wer(loaded: LoadedModel, examples: Sequence[_Example], batch_size: i
     return score([e.text for e in examples], hypotheses).wer or 0.0
 
 
+def heldout_loss(model, batcher: "_Batcher", windows: Sequence[_Example], batch_size: int, autocast) -> float:
+    """Mean teacher-forced loss per target token on held-out windows (no gradients)."""
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for begin in range(0, len(windows), batch_size):
+            batch = batcher(windows[begin:begin + batch_size])
+            count = int((batch["labels"] != -100).sum())
+            with autocast:
+                total += float(model(**batch).loss) * count
+            tokens += count
+    return total / max(tokens, 1)
+
+
 class _DomainConfusion:
     """The domain head, the unlabeled windows, and one joint step of task + domain loss."""
 
@@ -324,7 +348,7 @@ def _check_unlabeled(labeled: int, unlabeled: Sequence[np.ndarray] | None, domai
     seconds = sum(len(a) for a in unlabeled or ()) / SAMPLE_RATE
     if not unlabeled:
         raise TrainingError("domain confusion needs the user's unlabeled audio: pass --unlabeled PATH, or "
-                            "keep some with asr-adapt live NAME --keep-audio")
+                            "keep some with: asr-adapt live --profile NAME --keep-audio")
     if seconds < domain.min_unlabeled_seconds:
         raise TrainingError(f"only {seconds:.0f} s of usable unlabeled audio; domain confusion needs at least "
                             f"{domain.min_unlabeled_seconds:.0f} s (a few minutes work best)")
@@ -394,9 +418,18 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     autocast = _autocast(loaded, compute_dtype)
 
     model.eval()
-    baseline = heldout_wer(loaded, heldout_examples)
-    best_wer, best_epoch, best_state = baseline, 0, _lora_state(peft_model)
-    history = [EpochRecord(0, None, baseline, round(time.perf_counter() - started, 2))]
+    # Held-out utterances packed once, in a fixed order, for the tie-breaking loss.
+    heldout_windows = pack_windows(heldout_examples, options, random.Random(options.seed))
+
+    def judge() -> tuple[float, float]:
+        return (heldout_wer(loaded, heldout_examples),
+                heldout_loss(model, batcher, heldout_windows, options.batch_size, autocast))
+
+    baseline, baseline_loss = judge()
+    # The best epoch has the lowest held-out WER; among equal WERs (common on a few
+    # utterances), the lowest held-out loss.
+    best_wer, best_loss, best_epoch, best_state = baseline, baseline_loss, 0, _lora_state(peft_model)
+    history = [EpochRecord(0, None, baseline, round(time.perf_counter() - started, 2), heldout_loss=baseline_loss)]
     if on_epoch:
         on_epoch(history[0])
     log.info("held-out WER before adaptation: %.1f%%", 100 * baseline)
@@ -445,8 +478,9 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
                 log.warning("training stopped: %s", diverged)
                 break
             model.eval()
-            wer = heldout_wer(loaded, heldout_examples)
-            record = EpochRecord(epoch, float(np.mean(losses)), wer, round(time.perf_counter() - started, 2))
+            wer, loss_heldout = judge()
+            record = EpochRecord(epoch, float(np.mean(losses)), wer, round(time.perf_counter() - started, 2),
+                                 heldout_loss=loss_heldout)
             if confusion is not None:
                 record.domain_loss, record.domain_accuracy = confusion.mean_loss, confusion.accuracy
                 record.grl_lambda = round(confusion.lambda_, 4)
@@ -461,11 +495,13 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
                             f"{domain.max_domain_loss:g} (chance: 0.69); lower --domain-weight or --domain-lambda")
                 log.warning("training stopped: %s", diverged)
                 break
-            if wer < best_wer:
-                best_wer, best_epoch, best_state, stale = wer, epoch, _lora_state(peft_model), 0
+            if (wer, loss_heldout) < (best_wer, best_loss):
+                best_wer, best_loss, best_epoch, best_state = wer, loss_heldout, epoch, _lora_state(peft_model)
+                stale = 0
             else:
                 stale += 1
-            if stale >= options.patience or (deadline and time.perf_counter() > deadline):
+            if (stale >= options.patience and epoch >= options.min_epochs) or \
+                    (deadline and time.perf_counter() > deadline):
                 stopped_early = epoch < options.epochs
                 break
     finally:

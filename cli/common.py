@@ -88,6 +88,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"pack utterances into windows this long; 0 = one per window (default: {train.pack_seconds})")
     group.add_argument("--patience", type=int, default=train.patience,
                        help=f"stop after this many epochs without a better held-out WER (default: {train.patience})")
+    group.add_argument("--min-epochs", type=int, default=train.min_epochs,
+                       help=f"never stop early before this many epochs (default: {train.min_epochs})")
     group.add_argument("--seed", type=int, default=train.seed, help=f"(default: {train.seed})")
     group.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                        help="stop training after this many minutes")
@@ -144,7 +146,7 @@ def training_settings(args: argparse.Namespace):
 
     lora = LoraSettings(rank=args.rank, alpha=args.alpha, dropout=args.lora_dropout, where=args.lora_where)
     options = TrainOptions(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.train_batch_size,
-                           pack_seconds=args.pack_seconds, patience=args.patience, seed=args.seed,
+                           pack_seconds=args.pack_seconds, patience=args.patience, min_epochs=args.min_epochs, seed=args.seed,
                            time_budget_minutes=args.time_budget)
     return lora, options
 

@@ -46,6 +46,16 @@ def run(args) -> int:
         raise ProfileError("--add keeps the profile and --force replaces it: give one of them")
     lora, options = training_settings(args)  # bad flags fail before anything is written
     domain, unlabeled, unlabeled_options = domain_settings(args)
+    from asr_adapt.profiles import profiles_root
+
+    fresh = args.force or not (profiles_root() / args.name).is_dir()
+    if domain is not None and domain.enabled and not unlabeled and not args.no_train and fresh:
+        # A new profile has no kept audio yet: say so before recording or importing anything.
+        from asr_adapt.training import TrainingError
+
+        raise TrainingError(f"domain confusion needs the user's unlabeled audio and a new profile has none: "
+                            f"pass --unlabeled PATH, or enroll first and later run asr-adapt live --profile "
+                            f"{args.name} --keep-audio, then asr-adapt adapt {args.name} --domain-confusion")
     if args.source is not None:
         profile = _import(args)
         if profile is None:

@@ -126,7 +126,8 @@ def test_divergence_is_reported_and_a_better_adapter_kept(capsys, tmp_path, tiny
     def runaway(*args, **kwargs):
         peft_model, result = real(*args, **kwargs)
         result.diverged = "domain loss 9.00 in epoch 1 is above 3"
-        result.best_heldout_wer = profile.info.metrics["heldout_wer_after"] + 0.1  # worse than the current one
+        current = Profile.open("solo").info.metrics["heldout_wer_after"]
+        result.best_heldout_wer = current + 0.1  # worse than the current one
         return peft_model, result
 
     monkeypatch.setattr(adaptation, "train_adapter", runaway)
@@ -141,3 +142,11 @@ def test_enroll_passes_domain_confusion_through(capsys, tmp_path, tiny_whisper_d
     code, _, err = run_cli(capsys, "enroll", "newbie", "--from", _manifest(tmp_path), "--model", tiny_whisper_dir,
                            "--domain-confusion", *FAST_TRAIN)
     assert_one_line_error(code, err, "needs the user's unlabeled audio")
+    from asr_adapt.profiles import profiles_root
+
+    assert not (profiles_root() / "newbie").exists()  # refused before anything was enrolled
+    code, _, err = run_cli(capsys, "enroll", "newbie", "--from", _manifest(tmp_path), "--model", tiny_whisper_dir,
+                           "--domain-confusion", "--unlabeled", _unlabeled_dir(tmp_path), *FAST_TRAIN)
+    assert code in (0, 1), err  # a random tiny model may or may not beat itself
+    assert "domain confusion on 0.6 min of unlabeled audio" in err
+    assert Profile.open("newbie").info.metrics.get("domain_accuracy") is not None or code == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -175,3 +176,42 @@ def test_utterance_without_text_is_refused(tiny_whisper_dir, tmp_path):
     utterances[3] = Utterance(id="blank", audio=utterances[3].audio, text="  ")
     with pytest.raises(TrainingError, match="'blank' has no text"):
         train_adapter(loaded, utterances, options=TrainOptions(min_heldout=2))
+
+
+def _judged(monkeypatch, losses):
+    """Make every held-out WER 50% and the held-out losses follow ``losses`` (epoch 0 first)."""
+    from asr_adapt import training
+
+    sequence = iter(losses)
+    monkeypatch.setattr(training, "heldout_wer", lambda *args, **kwargs: 0.5)
+    monkeypatch.setattr(training, "heldout_loss", lambda *args, **kwargs: next(sequence))
+
+
+@pytest.mark.parametrize("min_epochs, expected", [(1, 1), (3, 3)])
+def test_no_early_stop_before_min_epochs(tiny_whisper_dir, tmp_path, monkeypatch, min_epochs, expected):
+    _judged(monkeypatch, [1.0] * 10)  # nothing ever improves
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    options = TrainOptions(epochs=6, pack_seconds=0, min_heldout=2, patience=1, min_epochs=min_epochs)
+    _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
+    assert result.epochs_run == expected and result.stopped_early and result.best_epoch == 0
+    assert not result.improved
+
+
+def test_equal_heldout_wers_are_decided_by_heldout_loss(tiny_whisper_dir, tmp_path, monkeypatch):
+    _judged(monkeypatch, [1.0, 0.9, 0.95, 0.8, 0.85])
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    options = TrainOptions(epochs=4, pack_seconds=0, min_heldout=2, patience=5)
+    _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
+    assert result.best_epoch == 3 and result.improved
+    assert [r.heldout_loss for r in result.history] == [1.0, 0.9, 0.95, 0.8, 0.85]
+
+
+def test_heldout_loss_is_the_mean_token_loss(tiny_whisper_dir, tmp_path):
+    from asr_adapt.training import _Batcher, _load_examples, heldout_loss
+
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    examples = _load_examples(_tiny_utterances(tmp_path)[:3])
+    batcher = _Batcher(loaded)
+    together = heldout_loss(loaded.model, batcher, examples, 3, contextlib.nullcontext())
+    one_by_one = heldout_loss(loaded.model, batcher, examples, 1, contextlib.nullcontext())
+    assert together == pytest.approx(one_by_one, rel=1e-4) and together > 0
