@@ -41,7 +41,7 @@ def test_domain_confusion_without_unlabeled_audio_says_what_to_do(capsys, tmp_pa
     _enrolled(capsys, tmp_path, tiny_whisper_dir)
     monkeypatch.setattr(adaptation, "resolve_model", lambda *a, **k: pytest.fail("model loaded"))
     code, _, err = run_cli(capsys, "adapt", "solo", "--domain-confusion", *FAST_TRAIN)
-    assert_one_line_error(code, err, r"needs the user's unlabeled audio .*--unlabeled PATH.*live solo --keep-audio")
+    assert_one_line_error(code, err, r"needs the user's unlabeled audio .*--unlabeled PATH.*live --profile solo --keep-audio")
 
 
 def test_unlabeled_without_domain_confusion_is_refused(capsys, tmp_path, tiny_whisper_dir):
