@@ -42,6 +42,10 @@ def register(subparsers) -> None:
     stream.add_argument("--prompt", action=argparse.BooleanOptionalAction, default=defaults.use_prompt,
                         help="give Whisper the text before the buffer as its prompt "
                              f"(default: {'on' if defaults.use_prompt else 'off'}; --no-prompt turns it off)")
+    stream.add_argument("--force-committed", action=argparse.BooleanOptionalAction,
+                        default=defaults.force_committed,
+                        help="feed the words already committed to the decoder instead of decoding them "
+                             "again at each step: faster (default: on)")
     stream.add_argument("--max-new-tokens", type=int, default=440,
                         help="longest text per decoding step, in tokens (default: 440)")
     stream.add_argument("--threads", type=int, default=0,
@@ -60,7 +64,7 @@ def run(args) -> int:
     if args.list_devices:
         return _list_devices()
     options = StreamingOptions(hop_seconds=args.hop, pause_seconds=args.pause, use_prompt=args.prompt,
-                               cut_pause_seconds=min(0.15, args.pause))
+                               force_committed=args.force_committed, cut_pause_seconds=min(0.15, args.pause))
     live_options = LiveOptions()
     placement = resolve_device(args.device, args.dtype)  # a bad device fails before anything loads
     if args.threads < 0:

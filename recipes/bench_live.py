@@ -192,6 +192,9 @@ def main(argv=None) -> int:
                         help="also this many speechocean762 train files, when ../shared/data has them")
     parser.add_argument("--hop", type=float, default=StreamingOptions().hop_seconds)
     parser.add_argument("--prompt", action=argparse.BooleanOptionalAction, default=StreamingOptions().use_prompt)
+    parser.add_argument("--force-committed", action=argparse.BooleanOptionalAction,
+                        default=StreamingOptions().force_committed,
+                        help="feed the committed words to the decoder as its prefix (default: on)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: PyTorch's choice)")
     parser.add_argument("--with-profile", action="store_true", help="also benchmark an adapted profile")
     parser.add_argument("--home", type=Path, default=REPO / "out" / "bench_live_home",
@@ -211,7 +214,7 @@ def main(argv=None) -> int:
     ocean = REPO.parent / "shared" / "data" / "speechocean762" / "train"
     if args.speechocean and (ocean / "manifest.jsonl").is_file():
         sets.append(("speechocean762", read_manifest(ocean / "manifest.jsonl")[:args.speechocean]))
-    options = StreamingOptions(hop_seconds=args.hop, use_prompt=args.prompt)
+    options = StreamingOptions(hop_seconds=args.hop, use_prompt=args.prompt, force_committed=args.force_committed)
     loaded = resolve_model(args.model, device=args.device)
     runs = []
     load_before = os.getloadavg()
@@ -228,7 +231,8 @@ def main(argv=None) -> int:
                "device": str(loaded.placement), "cuda": torch.cuda.is_available(),
                "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     result = {"options": {"hop_seconds": options.hop_seconds, "agreement": options.agreement,
-                          "pause_seconds": options.pause_seconds, "use_prompt": options.use_prompt},
+                          "pause_seconds": options.pause_seconds, "use_prompt": options.use_prompt,
+                          "force_committed": options.force_committed},
               "machine": machine, "runs": runs}
     print("| set | model | mode | files | audio s | latency p50 / p90 s | RTF | s/decode | CPU-clock latency "
           "p50 / p90 s | CPU RTF | algorithmic p50 / p90 s | live WER | offline WER | rel. change |")

@@ -255,3 +255,61 @@ def test_a_processor_far_behind_never_decodes_more_than_a_window(step_first):
     processor.finish()
     assert max(decoder.calls) <= 12.0
     assert words_of(processor.text) == [w for w, _ in ends]
+
+
+def test_whisper_decoder_greedy_loop_gives_what_generate_gives(bundled_model, one_thread):
+    """The lean decoding loop must be Whisper's own greedy decoding, token for token."""
+    import torch
+
+    from asr_adapt.audio import load_audio
+    from asr_adapt.streaming import WhisperDecoder
+
+    decoder = WhisperDecoder(bundled_model)
+    for utterance in read_samples_manifest("test")[:3]:
+        audio = load_audio(utterance.audio)
+        for seconds in (1.5, 3.0):
+            piece = audio[: int(seconds * 16000)]
+            inputs, mask = decoder._features(piece)
+            with torch.inference_mode():
+                tokens = bundled_model.model.generate(inputs, attention_mask=mask, do_sample=False, num_beams=1,
+                                                      max_new_tokens=decoder._token_budget(len(piece)))
+            expected = bundled_model.processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)[0].strip()
+            assert decoder(piece) == expected
+
+
+def test_whisper_decoder_forced_prefix_is_kept_and_continued(bundled_model, one_thread):
+    from asr_adapt.audio import load_audio
+    from asr_adapt.streaming import WhisperDecoder
+
+    decoder = WhisperDecoder(bundled_model)
+    audio = load_audio(read_samples_manifest("test")[0].audio)
+    free = decoder(audio).split()
+    assert len(free) >= 4
+    # Forcing the first words the model would say anyway changes nothing.
+    assert decoder(audio, prefix=free[:2]).split() == free
+    # A forced prefix is reproduced even when the model would not say it.
+    forced = decoder(audio, prefix=["Zebra", "crossing"]).split()
+    assert [normalize_word(w) for w in forced[:2]] == ["zebra", "crossing"] and len(forced) > 2
+
+
+def test_processor_forces_committed_words_only_on_whole_buffer_decodes():
+    audio, _ = script_audio([[1, 2, 3, 4, 5, 6]], pause_seconds=0.05)
+
+    class Prefixed(ToneDecoder):
+        forces_prefix = True
+
+        def __init__(self):
+            super().__init__()
+            self.prefixes = []
+
+        def __call__(self, audio, prompt="", prefix=()):
+            self.prefixes.append(list(prefix))
+            return super().__call__(audio, prompt)
+
+    decoder = Prefixed()
+    result = run_deterministic(StreamingProcessor(decoder, StreamingOptions(hop_seconds=0.5)), audio)
+    assert [normalize_word(w) for w in result.text.split()] == [f"w{i}" for i in range(1, 7)]
+    assert any(decoder.prefixes), "committed words were never passed on"
+    plain = Prefixed()
+    run_deterministic(StreamingProcessor(plain, StreamingOptions(hop_seconds=0.5, force_committed=False)), audio)
+    assert not any(plain.prefixes)
