@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -97,8 +98,12 @@ def draw_curve(pool: list[Utterance], minutes: float, seed: int) -> list[Utteran
 class Bench:
     """Runs and records the experiments; one JSON file holds every finished run."""
 
-    def __init__(self, out: Path, eval_per_speaker: int | None):
+    def __init__(self, out: Path, eval_per_speaker: int | None, train_overrides: dict | None = None,
+                 lora_overrides: dict | None = None, tag: str = ""):
         self.out = out
+        self.train_overrides = train_overrides or {}
+        self.lora_overrides = lora_overrides or {}
+        self.tag = tag
         self.eval_per_speaker = eval_per_speaker
         self.results = json.loads(out.read_text()) if out.is_file() else {"runs": []}
         self._audio_cache: dict[Path, object] = {}
@@ -145,16 +150,19 @@ class Bench:
         from asr_adapt.models import resolve_model
         from asr_adapt.training import TrainOptions, train_adapter
 
+        if self.tag:
+            key = f"{key}/{self.tag}"
         if (row := self.done(key)) is not None:
             return row
         loaded = resolve_model(MODEL, device="cpu", dtype="float32")
-        options = TrainOptions(seed=seed, time_budget_minutes=budget_minutes)
+        options = TrainOptions(**{"seed": seed, "time_budget_minutes": budget_minutes, **self.train_overrides})
         started = time.perf_counter()
-        _, result = train_adapter(loaded, train, LoraSettings(), options)
+        _, result = train_adapter(loaded, train, LoraSettings(**self.lora_overrides), options)
         train_seconds = time.perf_counter() - started
         scored = self.wer(loaded, test)  # the best adapter is loaded in place (epoch 0 = none)
         enrolled = summarize(train)
         row = {"key": key, "kind": "adapted", "seed": seed, **extra, **scored,
+               "train_overrides": self.train_overrides, "lora_overrides": self.lora_overrides,
                "train_minutes": round(enrolled.minutes, 2), "train_utterances": enrolled.count,
                "train_speakers": enrolled.speakers, "train_seconds": round(train_seconds, 1),
                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
@@ -168,7 +176,7 @@ class Bench:
 
 
 def run(args) -> None:
-    bench = Bench(args.out, args.eval_per_speaker)
+    bench = Bench(args.out, args.eval_per_speaker, json.loads(args.train), json.loads(args.lora), args.tag)
     seeds = [int(s) for s in args.seeds.split(",")]
     wanted = args.experiments.split(",")
     unknown = set(wanted) - set(EXPERIMENTS)
@@ -215,7 +223,7 @@ def report(path: Path) -> str:
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in runs:
         if r["kind"] == "adapted":
-            groups[r["key"].rsplit("/seed", 1)[0]].append(r)
+            groups[re.sub(r"/seed\d+", "", r["key"])].append(r)  # seeds of one variant together
     lines = ["| experiment | trained on | seeds | WER before | WER after (mean ± sd; per seed) | relative reduction "
              "(mean; min-max) | train s (mean) |", "|---|---|---:|---:|---|---|---:|"]
     for name, rows in groups.items():
@@ -249,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-per-speaker", type=int, default=10)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "speechocean762" / "train")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench_accuracy.json")
+    parser.add_argument("--train", default="{}", help='TrainOptions overrides as JSON, e.g. \'{"learning_rate": 3e-4}\'')
+    parser.add_argument("--lora", default="{}", help='LoraSettings overrides as JSON, e.g. \'{"where": "encoder"}\'')
+    parser.add_argument("--tag", default="", help="suffix of the result keys of this variant (needed with overrides)")
     parser.add_argument("--report", type=Path, help="print markdown tables from a results file and exit")
     args = parser.parse_args(argv)
     if args.report:

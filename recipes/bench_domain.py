@@ -120,7 +120,7 @@ def evaluate(loaded, data: dict) -> float:
     return score(data["eval_text"], hypotheses).wer
 
 
-def run_one(part: str, data: dict, variant: str, seed: int, epochs: int, dc: dict) -> dict:
+def run_one(part: str, data: dict, variant: str, seed: int, epochs: int, dc: dict, label: str = "") -> dict:
     from asr_adapt.domain import DomainOptions
     from asr_adapt.lora import LoraSettings
     from asr_adapt.models import resolve_model
@@ -129,6 +129,8 @@ def run_one(part: str, data: dict, variant: str, seed: int, epochs: int, dc: dic
     loaded = resolve_model("whisper-tiny.en", device="cpu", dtype="float32")
     options = TrainOptions(epochs=epochs, seed=seed)
     domain = DomainOptions(enabled=True, **dc) if variant == "lora+dc" else None
+    if domain is not None and label:
+        variant = f"lora+dc {label}"
     started = time.perf_counter()
     _, result = train_adapter(loaded, data["labeled"], LoraSettings(), options, domain=domain,
                               unlabeled=data["unlabeled"] if domain else None)
@@ -154,7 +156,7 @@ def report(results_path: Path) -> str:
             lines.append(f"| {part} | unadapted | - | {100 * base[0]['target_wer']:.2f} | "
                          f"{100 * base[0]['target_wer']:.2f} | - | - | - |")
         means = {}
-        for variant in ("lora", "lora+dc"):
+        for variant in dict.fromkeys(r["variant"] for r in rows if r["part"] == part and r["variant"] != "unadapted"):
             chosen = sorted((r for r in rows if r["part"] == part and r["variant"] == variant), key=lambda r: r["seed"])
             if not chosen:
                 continue
@@ -162,7 +164,7 @@ def report(results_path: Path) -> str:
             means[variant] = statistics.mean(wers)
             spread = statistics.stdev(wers) if len(wers) > 1 else 0.0
             rel = ""
-            if variant == "lora+dc" and "lora" in means:
+            if variant != "lora" and "lora" in means:
                 rel = f"{100 * (means['lora'] - means[variant]) / means['lora']:+.1f}%"
             accs = [r["domain_accuracy"][-1] for r in chosen if r["domain_accuracy"] and r["domain_accuracy"][-1] is not None]
             acc = f"{100 * statistics.mean(accs):.0f}%" if accs else "-"
@@ -177,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--dc", default="{}", help="JSON DomainOptions overrides for the DC variant")
+    parser.add_argument("--variants", default="lora,lora+dc", help="which of lora, lora+dc to run per seed")
+    parser.add_argument("--label", default="", help="names the DC variant in the results (e.g. its --dc settings)")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench_domain")
     parser.add_argument("--report", action="store_true", help="only print the table of saved results")
     args = parser.parse_args(argv)
@@ -198,14 +202,17 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         from asr_adapt.models import resolve_model
 
-        base = {"part": part, "variant": "unadapted", "seed": None,
-                "target_wer": evaluate(resolve_model("whisper-tiny.en", device="cpu", dtype="float32"), data)}
-        with open(results, "a") as handle:
-            handle.write(json.dumps(base) + "\n")
-        print(f"  unadapted: {100 * base['target_wer']:.2f}%", flush=True)
+        done = [r for r in map(json.loads, results.read_text().splitlines() if results.is_file() else [])
+                if r["part"] == part and r["variant"] == "unadapted"]
+        if not done:
+            base = {"part": part, "variant": "unadapted", "seed": None,
+                    "target_wer": evaluate(resolve_model("whisper-tiny.en", device="cpu", dtype="float32"), data)}
+            with open(results, "a") as handle:
+                handle.write(json.dumps(base) + "\n")
+            print(f"  unadapted: {100 * base['target_wer']:.2f}%", flush=True)
         for seed in seeds:
-            for variant in ("lora", "lora+dc"):
-                row = run_one(part, data, variant, seed, args.epochs, dc)
+            for variant in args.variants.split(","):
+                row = run_one(part, data, variant, seed, args.epochs, dc, args.label)
                 with open(results, "a") as handle:
                     handle.write(json.dumps(row) + "\n")
                 print(f"  seed {seed} {variant}: target WER {100 * row['target_wer']:.2f}% "
