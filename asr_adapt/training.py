@@ -76,6 +76,11 @@ class TrainOptions:
     min_utterances: int = 8
     #: Stop once this many minutes have passed (None: no limit).
     time_budget_minutes: float | None = None
+    #: Which epoch's adapter is kept: "heldout" (the best on the held-out slice, with early
+    #: stopping) or "last" (train every epoch and keep the last: for when the held-out slice
+    #: cannot judge what matters, e.g. domain confusion aimed at another domain than the
+    #: labeled one). The held-out WER is measured and reported either way.
+    selection: str = "heldout"
 
     def __post_init__(self) -> None:
         checks = [
@@ -92,6 +97,7 @@ class TrainOptions:
             (0 <= self.warmup_fraction < 1, f"warmup fraction must be in [0, 1), got {self.warmup_fraction!r}"),
             (self.min_utterances >= 2, "min utterances must be >= 2"),
             (self.time_budget_minutes is None or self.time_budget_minutes > 0, "time budget must be positive"),
+            (self.selection in ("heldout", "last"), f"selection must be heldout or last, got {self.selection!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -495,19 +501,24 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
                             f"{domain.max_domain_loss:g} (chance: 0.69); lower --domain-weight or --domain-lambda")
                 log.warning("training stopped: %s", diverged)
                 break
-            if (wer, loss_heldout) < (best_wer, best_loss):
+            if options.selection == "last":
+                best_wer, best_loss, best_epoch = wer, loss_heldout, epoch
+                best_state = _lora_state(peft_model)  # kept: a later diverged epoch falls back to it
+            elif (wer, loss_heldout) < (best_wer, best_loss):
                 best_wer, best_loss, best_epoch, best_state = wer, loss_heldout, epoch, _lora_state(peft_model)
                 stale = 0
             else:
                 stale += 1
-            if (stale >= options.patience and epoch >= options.min_epochs) or \
+            early = options.selection == "heldout" and stale >= options.patience and epoch >= options.min_epochs
+            if early or \
                     (deadline and time.perf_counter() > deadline):
                 stopped_early = epoch < options.epochs
                 break
     finally:
         if bar is not None:
             bar.close()
-    peft_model.load_state_dict(best_state, strict=False)
+    if best_state is not None:
+        peft_model.load_state_dict(best_state, strict=False)
     model.eval()
     result = TrainResult(
         baseline_heldout_wer=baseline, best_heldout_wer=best_wer, best_epoch=best_epoch, epochs_run=epoch,

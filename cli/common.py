@@ -90,6 +90,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"stop after this many epochs without a better held-out WER (default: {train.patience})")
     group.add_argument("--min-epochs", type=int, default=train.min_epochs,
                        help=f"never stop early before this many epochs (default: {train.min_epochs})")
+    group.add_argument("--select", choices=("heldout", "last"), default=train.selection, dest="selection",
+                       help="keep the epoch best on the held-out slice (with early stopping), or train every "
+                            f"epoch and keep the last (default: {train.selection})")
     group.add_argument("--seed", type=int, default=train.seed, help=f"(default: {train.seed})")
     group.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                        help="stop training after this many minutes")
@@ -147,7 +150,7 @@ def training_settings(args: argparse.Namespace):
     lora = LoraSettings(rank=args.rank, alpha=args.alpha, dropout=args.lora_dropout, where=args.lora_where)
     options = TrainOptions(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.train_batch_size,
                            pack_seconds=args.pack_seconds, patience=args.patience, min_epochs=args.min_epochs, seed=args.seed,
-                           time_budget_minutes=args.time_budget)
+                           time_budget_minutes=args.time_budget, selection=args.selection)
     return lora, options
 
 

@@ -120,17 +120,18 @@ def evaluate(loaded, data: dict) -> float:
     return score(data["eval_text"], hypotheses).wer
 
 
-def run_one(part: str, data: dict, variant: str, seed: int, epochs: int, dc: dict, label: str = "") -> dict:
+def run_one(part: str, data: dict, variant: str, seed: int, epochs: int, dc: dict, label: str = "",
+            train: dict | None = None) -> dict:
     from asr_adapt.domain import DomainOptions
     from asr_adapt.lora import LoraSettings
     from asr_adapt.models import resolve_model
     from asr_adapt.training import TrainOptions, train_adapter
 
     loaded = resolve_model("whisper-tiny.en", device="cpu", dtype="float32")
-    options = TrainOptions(epochs=epochs, seed=seed)
+    options = TrainOptions(**{"epochs": epochs, "seed": seed, **(train or {})})
     domain = DomainOptions(enabled=True, **dc) if variant == "lora+dc" else None
-    if domain is not None and label:
-        variant = f"lora+dc {label}"
+    if label:
+        variant = f"{variant} {label}"
     started = time.perf_counter()
     _, result = train_adapter(loaded, data["labeled"], LoraSettings(), options, domain=domain,
                               unlabeled=data["unlabeled"] if domain else None)
@@ -164,8 +165,10 @@ def report(results_path: Path) -> str:
             means[variant] = statistics.mean(wers)
             spread = statistics.stdev(wers) if len(wers) > 1 else 0.0
             rel = ""
-            if variant != "lora" and "lora" in means:
-                rel = f"{100 * (means['lora'] - means[variant]) / means['lora']:+.1f}%"
+            plain = next((v for v in means if v.startswith("lora") and not v.startswith("lora+dc")
+                          and v.split(" ", 1)[1:] == variant.split(" ", 1)[1:]), "lora")
+            if variant.startswith("lora+dc") and plain in means:
+                rel = f"{100 * (means[plain] - means[variant]) / means[plain]:+.1f}%"
             accs = [r["domain_accuracy"][-1] for r in chosen if r["domain_accuracy"] and r["domain_accuracy"][-1] is not None]
             acc = f"{100 * statistics.mean(accs):.0f}%" if accs else "-"
             lines.append(f"| {part} | {variant} | {len(wers)} | {', '.join(f'{w:.2f}' for w in wers)} | "
@@ -180,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--dc", default="{}", help="JSON DomainOptions overrides for the DC variant")
     parser.add_argument("--variants", default="lora,lora+dc", help="which of lora, lora+dc to run per seed")
-    parser.add_argument("--label", default="", help="names the DC variant in the results (e.g. its --dc settings)")
+    parser.add_argument("--label", default="", help="names the variants in the results (e.g. their settings); "
+                                                    "LoRA+DC is compared with the LoRA-only run of the same label")
+    parser.add_argument("--train", default="{}", help="JSON TrainOptions overrides for both variants")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench_domain")
     parser.add_argument("--report", action="store_true", help="only print the table of saved results")
     args = parser.parse_args(argv)
@@ -212,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  unadapted: {100 * base['target_wer']:.2f}%", flush=True)
         for seed in seeds:
             for variant in args.variants.split(","):
-                row = run_one(part, data, variant, seed, args.epochs, dc, args.label)
+                row = run_one(part, data, variant, seed, args.epochs, dc, args.label, json.loads(args.train))
                 with open(results, "a") as handle:
                     handle.write(json.dumps(row) + "\n")
                 print(f"  seed {seed} {variant}: target WER {100 * row['target_wer']:.2f}% "

@@ -70,7 +70,8 @@ def test_heldout_split_is_seeded_and_disjoint(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(learning_rate=0), dict(pack_seconds=3), dict(patience=0),
-                                 dict(heldout_fraction=0.7), dict(batch_size=0)])
+                                 dict(heldout_fraction=0.7), dict(batch_size=0),
+                                 dict(selection="best")])
 def test_train_options_are_validated(bad):
     with pytest.raises(OptionsError):
         TrainOptions(**bad)
@@ -204,6 +205,23 @@ def test_equal_heldout_wers_are_decided_by_heldout_loss(tiny_whisper_dir, tmp_pa
     _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.best_epoch == 3 and result.improved
     assert [r.heldout_loss for r in result.history] == [1.0, 0.9, 0.95, 0.8, 0.85]
+
+
+def test_selection_last_trains_every_epoch_and_keeps_the_last(tiny_whisper_dir, tmp_path, monkeypatch):
+    import torch
+
+    _judged(monkeypatch, [1.0, 0.5, 0.9, 0.95, 0.99])  # held-out would pick epoch 1 and stop
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    options = TrainOptions(epochs=4, pack_seconds=0, min_heldout=2, patience=1, min_epochs=1, selection="last")
+    kept = {}
+    _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options,
+                              on_epoch=lambda record: kept.__setitem__(record.epoch, {
+                                  k: v.detach().clone() for k, v in loaded.model.state_dict().items()
+                                  if "lora_B" in k}))
+    assert result.epochs_run == 4 and not result.stopped_early and result.best_epoch == 4
+    final = {k: v for k, v in loaded.model.state_dict().items() if "lora_B" in k}
+    assert all(torch.equal(final[k], kept[4][k]) for k in kept[4])
+    assert not all(torch.equal(kept[1][k], kept[4][k]) for k in kept[4])
 
 
 def test_heldout_loss_is_the_mean_token_loss(tiny_whisper_dir, tmp_path):
