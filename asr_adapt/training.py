@@ -467,7 +467,11 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
                         diverged = f"non-finite loss in epoch {epoch} (task {task.item():.3g}, domain {dloss.item():.3g})"
                         optimizer.zero_grad(set_to_none=True)
                         break
-                    (task + domain.weight * dloss).backward()
+                    if domain.balance == "gradient":
+                        _balanced_backward(task, dloss, parameters, head_parameters, domain.weight,
+                                           confusion.lambda_)
+                    else:
+                        (task + domain.weight * dloss).backward()
                     torch.nn.utils.clip_grad_norm_(parameters, options.max_grad_norm)
                     torch.nn.utils.clip_grad_norm_(head_parameters, options.max_grad_norm)
                     confusion.record(dloss)
@@ -535,6 +539,28 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
         result.final_domain_accuracy = confusion.accuracy
         result.diverged = diverged
     return peft_model, result
+
+
+def _balanced_backward(task: torch.Tensor, dloss: torch.Tensor, parameters: list, head_parameters: list,
+                       weight: float, lambda_: float) -> None:
+    """Set gradients: the task's, plus the reversed domain gradient rescaled to ``weight *
+    lambda_`` times the task gradient's norm on the adapters it reaches; the head gets its
+    own loss's gradient. (The reversal already multiplied the domain gradient by -lambda_;
+    normalising it would cancel the schedule, so lambda_ is put back.)"""
+    task_grads = torch.autograd.grad(task, parameters, retain_graph=True, allow_unused=True)
+    domain_grads = torch.autograd.grad(dloss, parameters + head_parameters, allow_unused=True)
+    reached = [i for i, g in enumerate(domain_grads[:len(parameters)]) if g is not None]
+    task_norm = torch.sqrt(sum((task_grads[i].float() ** 2).sum() for i in reached
+                               if task_grads[i] is not None)) if reached else torch.tensor(0.0)
+    domain_norm = torch.sqrt(sum((domain_grads[i].float() ** 2).sum() for i in reached)) if reached else torch.tensor(0.0)
+    scale = float(weight * lambda_ * task_norm / domain_norm) if float(domain_norm) > 0 else 0.0
+    for i, parameter in enumerate(parameters):
+        grad = task_grads[i]
+        if domain_grads[i] is not None and scale:
+            grad = domain_grads[i] * scale if grad is None else grad + domain_grads[i] * scale
+        parameter.grad = grad
+    for parameter, grad in zip(head_parameters, domain_grads[len(parameters):]):
+        parameter.grad = grad
 
 
 def _lora_state(peft_model) -> dict[str, torch.Tensor]:

@@ -113,7 +113,11 @@ def add_domain_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--unlabeled-minutes", type=float, default=None, metavar="MINUTES",
                        help="use at most this much unlabeled audio, spread over all of it")
     group.add_argument("--domain-weight", type=float, default=d.weight,
-                       help=f"weight of the domain loss (default: {d.weight})")
+                       help=f"how hard the encoder is pushed to confuse the domain head: with --domain-balance "
+                            f"gradient, the reversed gradient's size as a share of the task gradient's; with "
+                            f"loss, the domain loss's weight (default: {d.weight})")
+    group.add_argument("--domain-balance", choices=("gradient", "loss"), default=d.balance,
+                       help=f"how --domain-weight applies (default: {d.balance})")
     group.add_argument("--domain-lambda", type=float, default=d.lambda_max,
                        help=f"final gradient reversal strength (default: {d.lambda_max})")
     group.add_argument("--domain-layer", type=int, default=d.layer,
@@ -135,7 +139,8 @@ def domain_settings(args: argparse.Namespace):
     from asr_adapt.errors import OptionsError
     from asr_adapt.unlabeled import UnlabeledOptions
 
-    domain = DomainOptions(enabled=args.domain_confusion, weight=args.domain_weight, lambda_max=args.domain_lambda,
+    domain = DomainOptions(enabled=args.domain_confusion, weight=args.domain_weight, balance=args.domain_balance,
+                           lambda_max=args.domain_lambda,
                            layer=args.domain_layer, pooling=args.domain_pooling,
                            unlabeled_ratio=args.unlabeled_ratio, hidden_size=args.domain_hidden)
     if args.unlabeled and not (args.domain_confusion or args.plot):

@@ -222,3 +222,34 @@ def test_bad_layer_fails_before_training(tiny_whisper_dir, tmp_path, monkeypatch
         train_adapter(loaded, _labeled(tmp_path), options=TrainOptions(min_heldout=2),
                       domain=DomainOptions(enabled=True, layer=7, min_unlabeled_seconds=1),
                       unlabeled=[_tone(i) for i in range(4)])
+
+
+def test_balanced_domain_gradient_is_a_set_share_of_the_task_gradient():
+    """With balance="gradient", the reversed domain gradient on the adapters it reaches has
+    weight * lambda times the task gradient's norm there, whatever the losses' scales."""
+    import torch
+
+    from asr_adapt.domain import reverse_gradient
+    from asr_adapt.training import _balanced_backward
+
+    torch.manual_seed(0)
+    shared = torch.nn.Parameter(torch.randn(4, 3))      # an encoder adapter: both losses reach it
+    decoder_only = torch.nn.Parameter(torch.randn(3))  # a decoder adapter: the task loss only
+    head = torch.nn.Parameter(torch.randn(3))
+    x = torch.randn(5, 4)
+    states = x @ shared
+    task = ((states @ decoder_only) ** 2).mean() * 1000.0  # a task loss on a much larger scale
+    lambda_ = 0.5
+    dloss = (reverse_gradient(states, lambda_) @ head).sigmoid().mean()
+    task_grad = torch.autograd.grad(task, shared, retain_graph=True)[0]
+    domain_grad = torch.autograd.grad(dloss, shared, retain_graph=True)[0]
+    head_grad = torch.autograd.grad(dloss, head, retain_graph=True)[0]
+    decoder_grad = torch.autograd.grad(task, decoder_only, retain_graph=True)[0]
+
+    _balanced_backward(task, dloss, [shared, decoder_only], [head], weight=0.3, lambda_=lambda_)
+    added = shared.grad - task_grad
+    assert torch.allclose(added.norm(), 0.3 * lambda_ * task_grad.norm(), rtol=1e-4)
+    # the reversed direction is kept: against the head's own gradient
+    assert torch.nn.functional.cosine_similarity(added.flatten(), domain_grad.flatten(), dim=0) > 0.999
+    assert torch.allclose(decoder_only.grad, decoder_grad)
+    assert torch.allclose(head.grad, head_grad)
