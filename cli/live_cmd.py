@@ -45,7 +45,8 @@ def register(subparsers) -> None:
     stream.add_argument("--force-committed", action=argparse.BooleanOptionalAction,
                         default=defaults.force_committed,
                         help="feed the words already committed to the decoder instead of decoding them "
-                             "again at each step: faster (default: on)")
+                             "again at each step: about 15%% faster per step, but an unadapted model's "
+                             "mistakes then carry over (default: off)")
     stream.add_argument("--max-new-tokens", type=int, default=440,
                         help="longest text per decoding step, in tokens (default: 440)")
     stream.add_argument("--threads", type=int, default=0,

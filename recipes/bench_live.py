@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     parser.add_argument("--prompt", action=argparse.BooleanOptionalAction, default=StreamingOptions().use_prompt)
     parser.add_argument("--force-committed", action=argparse.BooleanOptionalAction,
                         default=StreamingOptions().force_committed,
-                        help="feed the committed words to the decoder as its prefix (default: on)")
+                        help="feed the committed words to the decoder as its prefix (default: off)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: PyTorch's choice)")
     parser.add_argument("--with-profile", action="store_true", help="also benchmark an adapted profile")
     parser.add_argument("--home", type=Path, default=REPO / "out" / "bench_live_home",

@@ -307,9 +307,10 @@ def test_processor_forces_committed_words_only_on_whole_buffer_decodes():
             return super().__call__(audio, prompt)
 
     decoder = Prefixed()
-    result = run_deterministic(StreamingProcessor(decoder, StreamingOptions(hop_seconds=0.5)), audio)
+    result = run_deterministic(StreamingProcessor(decoder, StreamingOptions(hop_seconds=0.5, force_committed=True)),
+                               audio)
     assert [normalize_word(w) for w in result.text.split()] == [f"w{i}" for i in range(1, 7)]
     assert any(decoder.prefixes), "committed words were never passed on"
     plain = Prefixed()
-    run_deterministic(StreamingProcessor(plain, StreamingOptions(hop_seconds=0.5, force_committed=False)), audio)
+    run_deterministic(StreamingProcessor(plain, StreamingOptions(hop_seconds=0.5)), audio)  # off by default
     assert not any(plain.prefixes)
