@@ -22,6 +22,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,6 +37,8 @@ CTC_TARGET_NAMES = {"q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "v_proj", 
                     "intermediate_dense": "intermediate_dense", "output_dense": "output_dense"}
 #: Punctuation that separates words ("well-known", "and/or"); other punctuation is dropped.
 _WORD_BREAKS = set("-\u2010\u2011\u2012\u2013\u2014/_")
+#: Punctuation that is read aloud ("5%" is "five percent"): refused like symbols, never dropped.
+_SPOKEN_PUNCTUATION = set("%&#@*\u2030\u00a7")
 _APOSTROPHES = {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"}
 
 
@@ -82,7 +85,7 @@ class CtcVocabulary:
                 out.append(char)
             elif char.isspace() or char in _WORD_BREAKS or char == self.delimiter:
                 out.append(" ")
-            elif unicodedata.category(char).startswith("P"):
+            elif unicodedata.category(char).startswith("P") and char not in _SPOKEN_PUNCTUATION:
                 continue  # punctuation carries no sound: "hello, world." -> HELLO WORLD
             elif char not in bad:
                 bad.append(char)
@@ -276,6 +279,11 @@ class CtcBackend(Backend):
             raise ModelError(f"'{path}' is a {config.model_type} model without a CTC head (a pretrained-only "
                              "checkpoint such as facebook/wav2vec2-base); use one fine-tuned for "
                              "transcription, e.g. facebook/wav2vec2-base-960h")
+        folder = Path(path)
+        if folder.is_dir() and not (folder / "vocab.json").is_file():
+            # transformers fails on this with a TypeError deep inside the tokenizer.
+            raise ModelError(f"'{path}' lacks vocab.json: a CTC model needs its processor files "
+                             "(vocab.json, tokenizer_config.json, preprocessor_config.json) beside the weights")
         model = attempt("weights", lambda: AutoModelForCTC.from_pretrained(str(path), dtype=placement.dtype, **where))
         processor = attempt("processor (feature extractor + tokenizer)",
                             lambda: AutoProcessor.from_pretrained(str(path), **where))

@@ -48,32 +48,42 @@ def build_tiny_ctc(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 
     config.architectures = [model_class.__name__]
     torch.manual_seed(seed)
     model = model_class(config)
+    with torch.no_grad():
+        # A trained CTC head has logits spread over several nats; the default init (std 0.02)
+        # gives +-0.2, too flat for the frozen head to let LoRA leave the all-blank start.
+        model.lm_head.weight.normal_(0.0, 4.0 / hidden ** 0.5)
     model.save_pretrained(folder)
     Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
 
 
-#: The tone alphabet: each letter is a pure tone of its own pitch.
+#: The tone alphabet: each letter is a pure tone of its own pitch, and so is the word break
+#: (a tiny model cannot learn from context alone that one silence is a word break and
+#: another is not).
 TONE_LETTERS = "ABCDE"
 LETTER_SECONDS = 0.16
-LETTER_GAP = 0.04
-WORD_GAP = 0.16
+GAP_SECONDS = 0.04
+WORD_BREAK_HZ = 2400.0
+
+
+def _tone(freq: float, rate: int) -> np.ndarray:
+    t = np.arange(int(LETTER_SECONDS * rate)) / rate
+    ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)  # no clicks at the tone edges
+    return (0.4 * ramp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 def tone_utterance(text: str, rate: int = 16000) -> np.ndarray:
-    """``text`` (words of TONE_LETTERS) as audio: a tone per letter, short gaps between letters
-    (so a doubled letter is two tones), longer gaps between words."""
+    """``text`` (words of TONE_LETTERS) as audio: a tone per letter and per word break, with
+    short gaps between them (so a doubled letter is two tones)."""
+    gap = np.zeros(int(GAP_SECONDS * rate), np.float32)
     pieces = [np.zeros(int(0.1 * rate), np.float32)]
-    t = np.arange(int(LETTER_SECONDS * rate)) / rate
-    ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)  # no clicks at the tone edges
     for w, word in enumerate(text.upper().split()):
         if w:
-            pieces.append(np.zeros(int(WORD_GAP * rate), np.float32))
+            pieces += [gap, _tone(WORD_BREAK_HZ, rate)]
         for i, letter in enumerate(word):
-            if i:
-                pieces.append(np.zeros(int(LETTER_GAP * rate), np.float32))
-            freq = 300.0 * 1.45 ** TONE_LETTERS.index(letter)
-            pieces.append((0.4 * ramp * np.sin(2 * np.pi * freq * t)).astype(np.float32))
+            if i or w:
+                pieces.append(gap)
+            pieces.append(_tone(300.0 * 1.45 ** TONE_LETTERS.index(letter), rate))
     pieces.append(np.zeros(int(0.1 * rate), np.float32))
     return np.concatenate(pieces)
 
