@@ -70,6 +70,13 @@ class Backend(ABC):
         ``__call__(windows) -> batch`` (labels padded with -100), ``loss(model, batch)`` and
         ``joint_forward(model, windows, unlabeled) -> (task loss, hidden states, frame mask)``."""
 
+    def check_transcripts(self, loaded: "LoadedModel", transcripts: Sequence[tuple[str, str]]) -> None:
+        """Refuse ``(id, text)`` pairs the model cannot be trained on, before anything is stored
+        (the batcher's ``target_text`` would refuse them later, after the slow steps)."""
+        batcher = self.batcher(loaded)
+        for utterance_id, text in transcripts:
+            batcher.target_text(text, utterance_id)
+
     # ------------------------------------------------------------------ encoder states
     @abstractmethod
     def hidden_size(self, config: Any) -> int:

@@ -57,19 +57,24 @@ def build_tiny_ctc(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 
     return folder
 
 
-#: The tone alphabet: each letter is a pure tone of its own pitch, and so is the word break
-#: (a tiny model cannot learn from context alone that one silence is a word break and
-#: another is not).
+#: The tone alphabet: each letter is a pure tone of its own pitch; the word break is a burst
+#: of noise (a tiny model cannot learn from context alone that one silence is a word break
+#: and another is not).
 TONE_LETTERS = "ABCDE"
 LETTER_SECONDS = 0.16
 GAP_SECONDS = 0.04
-WORD_BREAK_HZ = 2400.0
 
 
 def _tone(freq: float, rate: int) -> np.ndarray:
     t = np.arange(int(LETTER_SECONDS * rate)) / rate
     ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)  # no clicks at the tone edges
     return (0.4 * ramp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def _word_break(rate: int) -> np.ndarray:
+    """A burst of (seeded) white noise: unlike any letter's tone."""
+    noise = np.random.default_rng(0).standard_normal(int(LETTER_SECONDS * rate)).astype(np.float32)
+    return 0.2 * noise  # as long as a letter
 
 
 def tone_utterance(text: str, rate: int = 16000) -> np.ndarray:
@@ -79,7 +84,7 @@ def tone_utterance(text: str, rate: int = 16000) -> np.ndarray:
     pieces = [np.zeros(int(0.1 * rate), np.float32)]
     for w, word in enumerate(text.upper().split()):
         if w:
-            pieces += [gap, _tone(WORD_BREAK_HZ, rate)]
+            pieces += [gap, _word_break(rate)]
         for i, letter in enumerate(word):
             if i or w:
                 pieces.append(gap)
