@@ -272,7 +272,7 @@ class CtcBackend(Backend):
     takes_prompt = False
 
     def load(self, path, config, placement, attempt, **where):
-        from transformers import AutoModelForCTC, AutoProcessor
+        from transformers import AutoModelForCTC, Wav2Vec2Processor
 
         architectures = [a for a in (getattr(config, "architectures", None) or []) if a.endswith("ForCTC")]
         if not architectures:
@@ -285,8 +285,10 @@ class CtcBackend(Backend):
             raise ModelError(f"'{path}' lacks vocab.json: a CTC model needs its processor files "
                              "(vocab.json, tokenizer_config.json, preprocessor_config.json) beside the weights")
         model = attempt("weights", lambda: AutoModelForCTC.from_pretrained(str(path), dtype=placement.dtype, **where))
+        # The plain processor even where the checkpoint ships an n-gram LM: its
+        # Wav2Vec2ProcessorWithLM needs pyctcdecode, and we decode greedily anyway.
         processor = attempt("processor (feature extractor + tokenizer)",
-                            lambda: AutoProcessor.from_pretrained(str(path), **where))
+                            lambda: Wav2Vec2Processor.from_pretrained(str(path), **where))
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None or getattr(processor, "feature_extractor", None) is None:
             raise ModelError(f"'{path}' lacks a CTC processor (feature extractor + tokenizer); it needs "

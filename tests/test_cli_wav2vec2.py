@@ -176,12 +176,12 @@ def test_text_the_vocabulary_cannot_spell_is_refused(capsys, ctc_dir, tmp_path, 
     assert not (home / "home" / "profiles" / "digits").exists()  # refused before anything was stored
 
 
-def test_beam_search_is_refused_for_ctc(capsys, ctc_dir, home):
+def test_beam_search_is_refused_for_ctc(capsys, ctc_dir, home, tones):
     code, _, err = run_cli(capsys, "transcribe", home / "tones" / "t00.wav", "--model", ctc_dir, "--beam-size", "3")
     assert_one_line_error(code, err, "decode greedily")
 
 
-def test_a_profile_of_another_backend_is_refused(capsys, tmp_path, home):
+def test_a_profile_of_another_backend_is_refused(capsys, tmp_path, home, tones):
     """A Whisper profile whose base model folder now holds a wav2vec2 model."""
     folder = tmp_path / "model"
     profile = Profile.create("whisperish", base_model=str(folder), base_weights_sha256=None, backend="whisper")
@@ -190,3 +190,11 @@ def test_a_profile_of_another_backend_is_refused(capsys, tmp_path, home):
     build_tiny_ctc(folder)
     code, _, err = run_cli(capsys, "transcribe", home / "tones" / "t00.wav", "--profile", "whisperish")
     assert_one_line_error(code, err, "holds an adapter for a whisper model, but .* is a wav2vec2 model")
+
+
+@pytest.mark.parametrize("model_type", ["hubert", "wavlm"])
+def test_transcribe_with_other_ctc_families(capsys, tmp_path, home, tones, model_type):
+    folder = build_tiny_ctc(tmp_path / model_type, model_type=model_type, group_norm=model_type == "hubert")
+    code, out, err = run_cli(capsys, "transcribe", home / "tones" / "t00.wav", "--model", folder, "-f", "json")
+    assert code == 0 and err.strip() == "", err
+    assert json.loads(out)["text"].strip()
