@@ -12,6 +12,12 @@ the user's unlabeled audio. Labeled and unlabeled windows go through the encoder
 the decoder and task loss see only the labeled ones, a domain head behind a gradient
 reversal layer sees all of them. With domain confusion off, the loop is exactly the plain
 one above (same batches, same random draws, same speed).
+
+The loop is the same for every model family; what a batch holds, the loss, and the shared
+encoder pass come from the model's backend (``loaded.engine.batcher``): Whisper's is
+:class:`_Batcher` here, CTC models' (wav2vec2 & co.) :class:`asr_adapt.ctc.CtcBatcher`, whose
+windows hold only the audio they carry (no 30 s padding), so packing there saves the
+per-utterance overhead rather than padding.
 """
 
 from __future__ import annotations

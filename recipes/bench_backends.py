@@ -66,7 +66,8 @@ def _memory_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def run_model(name: str, steps: int, device: str, folder: Path) -> dict:
+def run_model(name: str, steps: int, device: str, folder: Path, pack_seconds: float = 28.0,
+              batch_size: int = 2) -> dict:
     """Time ``steps`` training steps (after one warm-up step) of model ``name`` in this process."""
     sys.path.insert(0, str(REPO))
     import random
@@ -91,7 +92,7 @@ def run_model(name: str, steps: int, device: str, folder: Path) -> dict:
             examples.append(_Example(load_audio(u.audio), batcher.target_text(u.text, u.id)))
         except Exception:  # a CTC vocabulary without digits: leave such a sentence out
             continue
-    options = TrainOptions()  # the product's packing: 28 s windows, 2 per step
+    options = TrainOptions(pack_seconds=pack_seconds, batch_size=batch_size)  # default: the product's
     windows = pack_windows(examples, options, random.Random(0))
     per_step = options.batch_size
     needed = (steps + 1) * per_step
@@ -153,6 +154,8 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / "out" / "bench_backends_models",
                         help="where the random wav2vec2-base model is saved (built once)")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench_backends.json")
+    parser.add_argument("--pack-seconds", type=float, default=28.0, help="window length (default: the trainer's 28)")
+    parser.add_argument("--batch-size", type=int, default=2, help="windows per step (default: the trainer's 2)")
     parser.add_argument("--worker", choices=MODELS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -160,12 +163,14 @@ def main() -> int:
 
         torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(run_model(args.worker, args.steps, args.device, args.work / "wav2vec2-base-random")))
+        print(json.dumps(run_model(args.worker, args.steps, args.device, args.work / "wav2vec2-base-random",
+                                   args.pack_seconds, args.batch_size)))
         return 0
     results = []
     for name in args.models:
         command = [sys.executable, __file__, "--worker", name, "--steps", str(args.steps), "--device", args.device,
-                   "--threads", str(args.threads), "--work", str(args.work)]
+                   "--threads", str(args.threads), "--work", str(args.work),
+                   "--pack-seconds", str(args.pack_seconds), "--batch-size", str(args.batch_size)]
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)

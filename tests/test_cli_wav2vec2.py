@@ -25,6 +25,18 @@ TRAIN = ("--epochs", "60", "--min-epochs", "45", "--patience", "10", "--lr", "0.
          "--alpha", "32", "--pack-seconds", "0", "--train-batch-size", "2", "--device", "cpu")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread for this module: the tiny model gains nothing from more, and the
+    overfit run's numerics (hence its epochs) then do not depend on the machine's cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """One profiles folder for the module: the trained profile is shared by its tests."""
