@@ -40,7 +40,8 @@ Attempt = Callable[[str, Callable[[], Any]], Any]
 class Backend(ABC):
     """What the product needs from a model family. Stateless: one instance per family."""
 
-    #: Recorded in profiles (``profile.json: backend`` holds the model type, e.g. "wav2vec2").
+    #: The family ("whisper", "ctc"). Profiles record the finer model type instead
+    #: (``LoadedModel.backend``: "whisper", "wav2vec2", "hubert", ...).
     name: str = ""
     #: Whether the model reads a text prompt (Whisper) or not (CTC).
     takes_prompt: bool = False
