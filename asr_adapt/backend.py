@@ -78,6 +78,9 @@ class Backend(ABC):
         for utterance_id, text in transcripts:
             batcher.target_text(text, utterance_id)
 
+    def prepare_for_training(self, model: Any) -> None:
+        """Called once LoRA is attached, before the first step (default: nothing to do)."""
+
     # ------------------------------------------------------------------ encoder states
     @abstractmethod
     def hidden_size(self, config: Any) -> int:

@@ -312,6 +312,14 @@ class CtcBackend(Backend):
     def streaming_decoder(self, loaded, max_new_tokens=440):
         return CtcDecoder(loaded)
 
+    def prepare_for_training(self, model) -> None:
+        # transformers makes the conv feature encoder's output require grad in training mode
+        # (for full fine-tuning), which keeps every conv activation for a backward pass that
+        # LoRA does not need (no adapter sits below the transformer blocks). Freezing it
+        # saves most of a step's memory on long windows.
+        if hasattr(model, "freeze_feature_encoder"):
+            model.freeze_feature_encoder()
+
     def batcher(self, loaded) -> CtcBatcher:
         return CtcBatcher(loaded)
 

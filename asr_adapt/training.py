@@ -429,6 +429,7 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
 
     peft_model = attach_lora(loaded.model, lora)
     model = loaded.model  # the same modules, LoRA injected in place
+    backend.prepare_for_training(model)
     trainable, total = count_parameters(peft_model)
 
     rng = random.Random(options.seed)

@@ -202,3 +202,18 @@ def test_model_inputs_follow_the_feature_extractor_on_attention_masks(tmp_path, 
     assert "attention_mask" in model_inputs(ctc, [tone_utterance("ACE")])
     group = resolve_model(str(build_tiny_ctc(tmp_path / "g", group_norm=True)), device="cpu")
     assert "attention_mask" not in model_inputs(group, [tone_utterance("ACE")])
+
+
+def test_training_leaves_the_conv_feature_encoder_out_of_the_backward_pass(ctc):
+    """LoRA sits only in the transformer blocks: the conv stack needs no gradient (and keeping
+    its activations would cost most of a long window's memory)."""
+    from asr_adapt.training import _Example
+
+    peft_model = attach_lora(ctc.model, LoraSettings(rank=2))
+    ctc.engine.prepare_for_training(ctc.model)
+    assert ctc.model.wav2vec2.feature_extractor._requires_grad is False
+    ctc.model.train()
+    batcher = ctc.engine.batcher(ctc)
+    batcher.loss(ctc.model, batcher([_Example(tone_utterance("BAD CAB"), "BAD CAB")])).backward()
+    grads = [p.grad for n, p in peft_model.named_parameters() if "lora_A" in n]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
