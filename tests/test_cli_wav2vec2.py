@@ -17,24 +17,12 @@ from asr_adapt.cli.main import main
 from asr_adapt.manifest import Utterance, write_manifest
 from asr_adapt.profiles import Profile
 from test_cli import assert_one_line_error, run_cli
-from wav2vec2_models import TONE_TEXTS, build_tiny_ctc, tone_utterance
+from wav2vec2_models import TONE_TEXTS, build_tiny_ctc, one_thread, tone_utterance  # noqa: F401 (fixture)
 
 #: Tuned on the tiny model (hidden 64, 2 layers): the held-out WER leaves 100% after ~15
 #: epochs and reaches 0 by ~25; patience keeps the early stop from firing on the plateau.
 TRAIN = ("--epochs", "60", "--min-epochs", "45", "--patience", "10", "--lr", "0.005", "--rank", "16",
          "--alpha", "32", "--pack-seconds", "0", "--train-batch-size", "2", "--device", "cpu")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread for this module: the tiny model gains nothing from more, and the
-    overfit run's numerics (hence its epochs) then do not depend on the machine's cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from asr_adapt.errors import ModelError, OptionsError
 from asr_adapt.lora import LoraSettings, attach_lora
 from asr_adapt.models import resolve_model
 from asr_adapt.transcribe import Transcriber, TranscribeOptions
-from wav2vec2_models import CHARACTERS, TONE_TEXTS, build_tiny_ctc, tone_utterance
+from wav2vec2_models import CHARACTERS, TONE_TEXTS, build_tiny_ctc, one_thread, tone_utterance  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,19 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread for a module that imports this fixture: tiny models gain nothing from
+    more, and the overfit run's numerics (hence its epochs) then do not depend on the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 #: An uppercase character vocabulary like facebook/wav2vec2-base-960h's (no digits, no punctuation
 #: but the apostrophe): <pad> is the CTC blank, | the word delimiter.
