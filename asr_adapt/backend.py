@@ -52,26 +52,26 @@ class Backend(ABC):
         """(model, processor) from ``path``; loading errors go through ``attempt``."""
 
     # ------------------------------------------------------------------ decoding
-    def check_decoding(self, options: "TranscribeOptions") -> None:
+    def check_decoding(self, options: TranscribeOptions) -> None:
         """Refuse decoding options this family cannot honour (one-line OptionsError)."""
 
     @abstractmethod
-    def decode(self, loaded: "LoadedModel", audios: list[np.ndarray], options: "TranscribeOptions") -> list[str]:
+    def decode(self, loaded: LoadedModel, audios: list[np.ndarray], options: TranscribeOptions) -> list[str]:
         """Texts of a batch of non-silent pieces (each at most ~30 s)."""
 
     @abstractmethod
-    def streaming_decoder(self, loaded: "LoadedModel", max_new_tokens: int = 440) -> Callable[[np.ndarray, str], str]:
+    def streaming_decoder(self, loaded: LoadedModel, max_new_tokens: int = 440) -> Callable[[np.ndarray, str], str]:
         """A ``(buffer, prompt) -> text`` callable for :class:`~asr_adapt.streaming.StreamingProcessor`.
         It must read ``loaded.model`` at every call (profile switches change it)."""
 
     # ------------------------------------------------------------------ training
     @abstractmethod
-    def batcher(self, loaded: "LoadedModel") -> Any:
+    def batcher(self, loaded: LoadedModel) -> Any:
         """The training-batch maker: ``target_text(text, id)``, ``target_problem(example)``,
         ``__call__(windows) -> batch`` (labels padded with -100), ``loss(model, batch)`` and
         ``joint_forward(model, windows, unlabeled) -> (task loss, hidden states, frame mask)``."""
 
-    def check_transcripts(self, loaded: "LoadedModel", transcripts: Sequence[tuple[str, str]]) -> None:
+    def check_transcripts(self, loaded: LoadedModel, transcripts: Sequence[tuple[str, str]]) -> None:
         """Refuse ``(id, text)`` pairs the model cannot be trained on, before anything is stored
         (the batcher's ``target_text`` would refuse them later, after the slow steps)."""
         batcher = self.batcher(loaded)
@@ -91,12 +91,12 @@ class Backend(ABC):
         """Number of encoder blocks (hidden states hold one more: the embeddings)."""
 
     @abstractmethod
-    def encoder_states(self, loaded: "LoadedModel", audios: Sequence[np.ndarray]) -> tuple[tuple["torch.Tensor", ...], "torch.Tensor"]:
+    def encoder_states(self, loaded: LoadedModel, audios: Sequence[np.ndarray]) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """(hidden states of every encoder layer, (batch, frames) mask of frames holding audio)."""
 
     # ------------------------------------------------------------------ LoRA
     @abstractmethod
-    def lora_target_regex(self, settings: "LoraSettings") -> str:
+    def lora_target_regex(self, settings: LoraSettings) -> str:
         """PEFT ``target_modules``: a full-match pattern over the model's module names."""
 
 
@@ -189,4 +189,4 @@ def backend_of(model: Any) -> Backend:
     return backend_for_config(model.config)
 
 
-__all__ = ["Backend", "CTC_MODEL_TYPES", "WhisperBackend", "backend_for_config", "backend_of"]
+__all__ = ["CTC_MODEL_TYPES", "Backend", "WhisperBackend", "backend_for_config", "backend_of"]

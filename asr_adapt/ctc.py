@@ -22,6 +22,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ class CtcVocabulary:
     delimiter: str = "|"
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> "CtcVocabulary":
+    def from_tokenizer(cls, tokenizer) -> CtcVocabulary:
         delimiter = getattr(tokenizer, "word_delimiter_token", None) or "|"
         special = set(tokenizer.all_special_tokens)
         characters = frozenset(t for t in tokenizer.get_vocab() if len(t) == 1 and t not in special
@@ -206,7 +207,7 @@ class CtcBatcher:
         # CTC emits at most one character per frame, and a doubled letter needs a blank
         # between its two copies: more than that cannot be aligned at all.
         ids = self.encode_text(example.text)
-        needed = len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+        needed = len(ids) + sum(1 for a, b in pairwise(ids) if a == b)
         frames = int(output_lengths(self.loaded.model, [len(example.audio)])[0])
         if needed > frames:
             return (f"has {needed} characters to emit in {frames} frames of audio; this model cannot "

@@ -12,12 +12,12 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-
 from asr_adapt.cli.main import main
-from asr_adapt.manifest import Utterance, write_manifest
-from asr_adapt.profiles import Profile
 from test_cli import assert_one_line_error, run_cli
 from wav2vec2_models import TONE_TEXTS, build_tiny_ctc, one_thread, tone_utterance  # noqa: F401 (fixture)
+
+from asr_adapt.manifest import Utterance, write_manifest
+from asr_adapt.profiles import Profile
 
 #: Tuned on the tiny model (hidden 64, 2 layers): the held-out WER leaves 100% after ~15
 #: epochs and reaches 0 by ~25; patience keeps the early stop from firing on the plateau.
@@ -115,7 +115,7 @@ def test_live_replay_with_the_profile(capsys, trained, tmp_path):
     audio = np.concatenate([piece for text in texts for piece in (tone_utterance(text), silence)])
     sf.write(tmp_path / "tones.wav", audio, 16000)
     output = tmp_path / "live.txt"
-    code, out, err = run_cli(capsys, "live", "--profile", "tones", "--replay", tmp_path / "tones.wav",
+    code, _, err = run_cli(capsys, "live", "--profile", "tones", "--replay", tmp_path / "tones.wav",
                              "-o", output, "--threads", "1")
     assert code == 0, err
     assert " ".join(output.read_text().split()) == " ".join(texts)
@@ -132,7 +132,11 @@ def test_live_refuses_a_prompt_for_ctc(capsys, trained, tmp_path):
 def test_streaming_with_the_ctc_decoder_commits_the_words(trained):
     """The library path of ``live``, deterministic: the CTC decoder under LocalAgreement."""
     from asr_adapt.personal import load_profile_model
-    from asr_adapt.streaming import StreamingOptions, StreamingProcessor, run_deterministic
+    from asr_adapt.streaming import (
+        StreamingOptions,
+        StreamingProcessor,
+        run_deterministic,
+    )
 
     loaded, _ = load_profile_model("tones", device="cpu")
     silence = np.zeros(8000, np.float32)

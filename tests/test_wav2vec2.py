@@ -7,15 +7,26 @@ import json
 import numpy as np
 import pytest
 import torch
+from wav2vec2_models import (  # noqa: F401 (fixture)
+    CHARACTERS,
+    TONE_TEXTS,
+    build_tiny_ctc,
+    one_thread,
+    tone_utterance,
+)
 
 from asr_adapt.backend import backend_for_config
-from asr_adapt.ctc import (CtcVocabulary, VocabularyError, ctc_loss, greedy_decode, model_inputs,
-                           to_model_vocabulary)
+from asr_adapt.ctc import (
+    CtcVocabulary,
+    VocabularyError,
+    greedy_decode,
+    model_inputs,
+    to_model_vocabulary,
+)
 from asr_adapt.errors import ModelError, OptionsError
 from asr_adapt.lora import LoraSettings, attach_lora
 from asr_adapt.models import resolve_model
-from asr_adapt.transcribe import Transcriber, TranscribeOptions
-from wav2vec2_models import CHARACTERS, TONE_TEXTS, build_tiny_ctc, one_thread, tone_utterance  # noqa: F401 (fixture)
+from asr_adapt.transcribe import TranscribeOptions, Transcriber
 
 
 @pytest.fixture(scope="module")

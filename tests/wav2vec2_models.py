@@ -36,9 +36,17 @@ def build_tiny_ctc(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 
     """A random CTC model of ``model_type`` with the real wav2vec2 conv strides (one frame per
     20 ms) but 32-channel convolutions, saved with its processor into ``folder``."""
     import torch
-    from transformers import (HubertConfig, HubertForCTC, Wav2Vec2Config, Wav2Vec2CTCTokenizer,
-                              Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor, WavLMConfig,
-                              WavLMForCTC)
+    from transformers import (
+        HubertConfig,
+        HubertForCTC,
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+        WavLMConfig,
+        WavLMForCTC,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = {token: i for i, token in enumerate(SPECIALS + CHARACTERS)}
