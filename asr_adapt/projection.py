@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE
-from .domain import frame_mask, select_layer
+from .domain import select_layer
 
 
 @dataclass
@@ -52,17 +52,13 @@ class Projection:
 @torch.no_grad()
 def pooled_states(loaded, audios: Sequence[np.ndarray], layer: int = -1, batch_size: int = 8) -> np.ndarray:
     """(utterances, d_model): mean encoder states at ``layer`` over each utterance's frames."""
-    encoder = loaded.model.get_encoder()
-    device = loaded.placement.device
-    extractor = loaded.processor.feature_extractor
+    backend = loaded.engine
     rows = []
     for begin in range(0, len(audios), batch_size):
         chunk = [np.asarray(a, dtype=np.float32)[: 30 * SAMPLE_RATE] for a in audios[begin:begin + batch_size]]
-        features = extractor(chunk, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-        dtype = next(encoder.parameters()).dtype
-        output = encoder(features.to(device, dtype), output_hidden_states=True)
-        states = select_layer(output.hidden_states, layer).float()
-        mask = frame_mask([len(a) for a in chunk], states.shape[1]).to(states.device)
+        hidden_states, mask = backend.encoder_states(loaded, chunk)
+        states = select_layer(hidden_states, layer).float()
+        mask = mask.to(states.device)
         weights = mask[..., None].float()
         rows.append(((states * weights).sum(1) / weights.sum(1)).cpu().numpy())
     return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)

@@ -12,6 +12,12 @@ the user's unlabeled audio. Labeled and unlabeled windows go through the encoder
 the decoder and task loss see only the labeled ones, a domain head behind a gradient
 reversal layer sees all of them. With domain confusion off, the loop is exactly the plain
 one above (same batches, same random draws, same speed).
+
+The loop is the same for every model family; what a batch holds, the loss, and the shared
+encoder pass come from the model's backend (``loaded.engine.batcher``): Whisper's is
+:class:`_Batcher` here, CTC models' (wav2vec2 & co.) :class:`asr_adapt.ctc.CtcBatcher`, whose
+windows hold only the audio they carry (no 30 s padding), so packing there saves the
+per-utterance overhead rather than padding.
 """
 
 from __future__ import annotations
@@ -207,7 +213,8 @@ def pack_windows(examples: Sequence[_Example], options: TrainOptions, rng: rando
 
 
 class _Batcher:
-    """Features and teacher-forcing tokens for a batch of windows."""
+    """Whisper's training batches: features and teacher-forcing tokens for a batch of windows
+    (the CTC counterpart is :class:`asr_adapt.ctc.CtcBatcher`)."""
 
     def __init__(self, loaded: LoadedModel):
         self.processor = loaded.processor
@@ -218,6 +225,32 @@ class _Batcher:
         self.prefix = list(tokenizer.prefix_tokens)
         self.eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
         self.tokenizer = tokenizer
+
+    def target_text(self, text: str, utterance_id: str = "") -> str:
+        """The transcript in Whisper's own style (sentence case, punctuated)."""
+        return to_whisper_style(text)
+
+    def target_problem(self, example: "_Example") -> str | None:
+        """Why this example cannot be a target (None: it can)."""
+        if len(self.encode_text(example.text)) > MAX_TARGET_TOKENS:
+            return "is longer than Whisper's decoder allows"
+        return None
+
+    def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy per target token (teacher forcing)."""
+        return model(**batch).loss
+
+    def joint_forward(self, model, windows: Sequence["_Example"], unlabeled: Sequence["_Example"]):
+        """(task loss on ``windows``, encoder hidden states of all windows, frame mask): labeled
+        and unlabeled windows share one encoder pass; the decoder sees only the labeled."""
+        batch = self(windows)
+        features = torch.cat([batch["input_features"], self.features(unlabeled)])
+        encoded = model.get_encoder()(features, output_hidden_states=True)
+        labeled = len(windows)
+        task = model(encoder_outputs=(encoded.last_hidden_state[:labeled],),
+                     decoder_input_ids=batch["decoder_input_ids"], labels=batch["labels"]).loss
+        mask = frame_mask([len(w.audio) for w in [*windows, *unlabeled]], encoded.hidden_states[0].shape[1])
+        return task, encoded.hidden_states, mask
 
     def encode_text(self, text: str) -> list[int]:
         # Whisper's transcripts begin with a space token (" The"), so targets must too.
@@ -244,7 +277,11 @@ class _Batcher:
                 "labels": labels.to(self.device)}
 
 
-def _load_examples(utterances: Sequence[Utterance]) -> list[_Example]:
+def _load_examples(utterances: Sequence[Utterance],
+                   target_text: Callable[[str, str], str] | None = None) -> list[_Example]:
+    """Audio and target text of each utterance; ``target_text(text, id)`` puts the text in
+    the model's style or vocabulary (default: Whisper's style)."""
+    target_text = target_text or (lambda text, _id: to_whisper_style(text))
     examples = []
     for u in utterances:
         if u.text is None or not u.text.strip():
@@ -253,7 +290,7 @@ def _load_examples(utterances: Sequence[Utterance]) -> list[_Example]:
         if len(audio) > 30 * SAMPLE_RATE:
             raise TrainingError(f"utterance '{u.id}' is {len(audio) / SAMPLE_RATE:.0f} s long; split enrollment "
                                 "audio into utterances under 30 s")
-        examples.append(_Example(audio, to_whisper_style(u.text)))
+        examples.append(_Example(audio, target_text(u.text, u.id)))
     return examples
 
 
@@ -277,7 +314,7 @@ def heldout_loss(model, batcher: "_Batcher", windows: Sequence[_Example], batch_
             batch = batcher(windows[begin:begin + batch_size])
             count = int((batch["labels"] != -100).sum())
             with autocast:
-                total += float(model(**batch).loss) * count
+                total += float(batcher.loss(model, batch)) * count
             tokens += count
     return total / max(tokens, 1)
 
@@ -290,7 +327,7 @@ class _DomainConfusion:
         self.options = options
         self.train_options = train_options
         self.device = loaded.placement.device
-        self.head = DomainClassifier(loaded.model.config.d_model, options.hidden_size,
+        self.head = DomainClassifier(loaded.engine.hidden_size(loaded.model.config), options.hidden_size,
                                      options.pooling).to(self.device)
         self.unlabeled = [_Example(audio, "") for audio in unlabeled]
         # Its own random stream: the labeled windows are drawn exactly as without it.
@@ -315,14 +352,9 @@ class _DomainConfusion:
     def loss(self, model, batcher: _Batcher, windows: Sequence[_Example], progress: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(task loss, domain loss) of one step; labeled and unlabeled share one encoder pass."""
         unlabeled = self.next_unlabeled(max(1, round(self.options.unlabeled_ratio * len(windows))))
-        batch = batcher(windows)
-        features = torch.cat([batch["input_features"], batcher.features(unlabeled)])
-        encoded = model.get_encoder()(features, output_hidden_states=True)
+        task, hidden_states, mask = batcher.joint_forward(model, windows, unlabeled)
         labeled = len(windows)
-        task = model(encoder_outputs=(encoded.last_hidden_state[:labeled],),
-                     decoder_input_ids=batch["decoder_input_ids"], labels=batch["labels"]).loss
-        states = select_layer(encoded.hidden_states, self.options.layer)
-        mask = frame_mask([len(w.audio) for w in [*windows, *unlabeled]], states.shape[1])
+        states = select_layer(hidden_states, self.options.layer)
         domains = torch.tensor([0] * labeled + [1] * len(unlabeled))
         self.lambda_ = self.options.lambda_at(progress)
         logits = self.head(states, mask.to(states.device), self.lambda_)
@@ -389,18 +421,22 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     started = time.perf_counter()
     _seed_everything(options.seed)
     train_utts, heldout_utts = split_heldout(labeled, options)
-    train_examples, heldout_examples = _load_examples(train_utts), _load_examples(heldout_utts)
+    backend = loaded.engine
+    batcher = backend.batcher(loaded)
+    train_examples = _load_examples(train_utts, batcher.target_text)
+    heldout_examples = _load_examples(heldout_utts, batcher.target_text)
     for example in train_examples:
         if len(example.audio) < SAMPLE_RATE // 10:
             raise TrainingError("an enrollment utterance is shorter than 0.1 s; remove it and try again")
+    for u, e in zip(train_utts, train_examples):
+        problem = batcher.target_problem(e)
+        if problem:
+            raise TrainingError(f"the transcript of '{u.id}' {problem}")
 
     peft_model = attach_lora(loaded.model, lora)
     model = loaded.model  # the same modules, LoRA injected in place
+    backend.prepare_for_training(model)
     trainable, total = count_parameters(peft_model)
-    batcher = _Batcher(loaded)
-    too_long = [u.id for u, e in zip(train_utts, train_examples) if len(batcher.encode_text(e.text)) > MAX_TARGET_TOKENS]
-    if too_long:
-        raise TrainingError(f"the transcript of '{too_long[0]}' is longer than Whisper's decoder allows")
 
     rng = random.Random(options.seed)
     windows_per_epoch = len(pack_windows(train_examples, options, random.Random(options.seed)))
@@ -410,7 +446,7 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     confusion = None
     if confusion_on:
         confusion = _DomainConfusion(loaded, domain, options, unlabeled, options.seed)
-        select_layer((None,) * (loaded.model.config.encoder_layers + 1), domain.layer)  # fail before training
+        select_layer((None,) * (backend.encoder_layers(loaded.model.config) + 1), domain.layer)  # fail before training
         head_parameters = list(confusion.head.parameters())
         optimizer = torch.optim.AdamW(
             [{"params": parameters},
@@ -456,7 +492,7 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
                 if confusion is None:
                     batch = batcher(windows[begin:begin + options.batch_size])
                     with autocast:
-                        loss = model(**batch).loss
+                        loss = batcher.loss(model, batch)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(parameters, options.max_grad_norm)
                 else:

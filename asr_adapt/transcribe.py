@@ -86,22 +86,18 @@ class Transcript:
 
 
 class Transcriber:
-    """Greedy (or beam) Whisper decoding in batches, on whatever device the model is on."""
+    """Batched decoding of files and arrays, on whatever device the model is on; how a batch
+    is decoded (Whisper ``generate``, CTC argmax) is the model's backend's business."""
 
     def __init__(self, loaded: LoadedModel, options: TranscribeOptions | None = None):
         self.loaded = loaded
         self.options = options or TranscribeOptions()
+        self.backend = loaded.engine
+        self.backend.check_decoding(self.options)
 
     @property
     def model(self):
         return self.loaded.model
-
-    def _generate_kwargs(self) -> dict:
-        kwargs = {"max_new_tokens": self.options.max_new_tokens, "num_beams": self.options.beam_size,
-                  "do_sample": False}
-        if getattr(self.model.generation_config, "is_multilingual", False):
-            kwargs.update(language=self.options.language, task="transcribe")
-        return kwargs
 
     @torch.inference_mode()
     def transcribe_arrays(self, audios: Sequence[np.ndarray]) -> list[str]:
@@ -114,34 +110,8 @@ class Transcriber:
                 texts[i] = text
         return texts
 
-    def _decode(self, audios: list[np.ndarray], **overrides) -> list[str]:
-        processor = self.loaded.processor
-        features = processor.feature_extractor(
-            [np.asarray(a, dtype=np.float32) for a in audios], sampling_rate=SAMPLE_RATE,
-            return_tensors="pt", return_attention_mask=True)
-        placement = self.loaded.placement
-        inputs = features.input_features.to(placement.device, dtype=placement.dtype)
-        kwargs = self._generate_kwargs()
-        # Nobody says more than ~6 tokens a second: a cap from the audio's length keeps a
-        # decoder stuck in a loop from running to the 448-token limit.
-        longest = max(len(a) for a in audios) / SAMPLE_RATE
-        kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], int(MAX_TOKENS_PER_SECOND * longest) + 16)
-        kwargs.update(overrides)
-        tokens = self.model.generate(inputs, attention_mask=features.attention_mask.to(placement.device), **kwargs)
-        texts = [text.strip() for text in processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
-        if not overrides:
-            texts = self._retry_runaways(audios, texts)
-        return texts
-
-    def _retry_runaways(self, audios: list[np.ndarray], texts: list[str]) -> list[str]:
-        """Decode again, forbidding repeated 4-grams, whatever came out as a loop (Whisper's
-        own test: text that compresses too well). Deterministic, unlike temperature fallback."""
-        for i, text in enumerate(texts):
-            if is_runaway(text):
-                retry = self._decode([audios[i]], no_repeat_ngram_size=4)[0]
-                if compression_ratio(retry) < compression_ratio(text):
-                    texts[i] = retry
-        return texts
+    def _decode(self, audios: list[np.ndarray]) -> list[str]:
+        return self.backend.decode(self.loaded, audios, self.options)
 
     def transcribe_audio(self, audio: np.ndarray, source: str = "<audio>") -> Transcript:
         """Transcribe one array of any length (16 kHz mono float)."""
@@ -202,3 +172,47 @@ class Transcriber:
         return Transcript(source=source, text=" ".join(s.text for s in segments), segments=segments,
                           duration=round(seconds, 3), model=self.loaded.name,
                           options=asdict(self.options))
+
+
+# --------------------------------------------------------------------------- Whisper decoding
+
+
+def _generate_kwargs(model, options: TranscribeOptions) -> dict:
+    kwargs = {"max_new_tokens": options.max_new_tokens, "num_beams": options.beam_size, "do_sample": False}
+    if getattr(model.generation_config, "is_multilingual", False):
+        kwargs.update(language=options.language, task="transcribe")
+    return kwargs
+
+
+def whisper_decode(loaded: LoadedModel, audios: list[np.ndarray], options: TranscribeOptions,
+                   **overrides) -> list[str]:
+    """Greedy (or beam) Whisper ``generate`` over a batch of pieces of at most 30 s."""
+    processor = loaded.processor
+    features = processor.feature_extractor(
+        [np.asarray(a, dtype=np.float32) for a in audios], sampling_rate=SAMPLE_RATE,
+        return_tensors="pt", return_attention_mask=True)
+    placement = loaded.placement
+    inputs = features.input_features.to(placement.device, dtype=placement.dtype)
+    kwargs = _generate_kwargs(loaded.model, options)
+    # Nobody says more than ~6 tokens a second: a cap from the audio's length keeps a
+    # decoder stuck in a loop from running to the 448-token limit.
+    longest = max(len(a) for a in audios) / SAMPLE_RATE
+    kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], int(MAX_TOKENS_PER_SECOND * longest) + 16)
+    kwargs.update(overrides)
+    tokens = loaded.model.generate(inputs, attention_mask=features.attention_mask.to(placement.device), **kwargs)
+    texts = [text.strip() for text in processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+    if not overrides:
+        texts = _retry_runaways(loaded, audios, texts, options)
+    return texts
+
+
+def _retry_runaways(loaded: LoadedModel, audios: list[np.ndarray], texts: list[str],
+                    options: TranscribeOptions) -> list[str]:
+    """Decode again, forbidding repeated 4-grams, whatever came out as a loop (Whisper's
+    own test: text that compresses too well). Deterministic, unlike temperature fallback."""
+    for i, text in enumerate(texts):
+        if is_runaway(text):
+            retry = whisper_decode(loaded, [audios[i]], options, no_repeat_ngram_size=4)[0]
+            if compression_ratio(retry) < compression_ratio(text):
+                texts[i] = retry
+    return texts

@@ -14,8 +14,9 @@ from asr_adapt.transcribe import TranscribeOptions
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", default=DEFAULT_MODEL,
-                       help="bundled name (whisper-tiny.en, whisper-base), a transformers or "
-                            f"CTranslate2 folder, or a hub id (default: {DEFAULT_MODEL})")
+                       help="bundled name (whisper-tiny.en, whisper-base), a transformers folder (Whisper "
+                            "or a wav2vec2/HuBERT/WavLM CTC model), a CTranslate2 folder, or a hub id such "
+                            f"as facebook/wav2vec2-base-960h (default: {DEFAULT_MODEL})")
     group.add_argument("--device", default="auto", metavar="|".join(DEVICE_CHOICES),
                        help="where to run: auto picks CUDA when present (default: auto)")
     group.add_argument("--dtype", default="auto",
@@ -28,9 +29,9 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, default=defaults.batch_size,
                        help=f"windows decoded at once (default: {defaults.batch_size})")
     group.add_argument("--beam-size", type=int, default=defaults.beam_size,
-                       help=f"1 = greedy (default: {defaults.beam_size})")
+                       help=f"1 = greedy; CTC models decode greedily only (default: {defaults.beam_size})")
     group.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
-                       help=f"longest text per 30 s window, in tokens (default: {defaults.max_new_tokens})")
+                       help=f"longest text per 30 s window, in tokens; Whisper only (default: {defaults.max_new_tokens})")
     group.add_argument("--language", default=defaults.language,
                        help="spoken language for multilingual models (default: en)")
     group.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_SECONDS / 60,
@@ -78,7 +79,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lora-dropout", type=float, default=lora.dropout,
                        help=f"LoRA dropout (default: {lora.dropout})")
     group.add_argument("--adapt", choices=PLACES, default=lora.where, dest="lora_where",
-                       help=f"which half of Whisper gets adapters (default: {lora.where})")
+                       help=f"which half of Whisper gets adapters; CTC models have only an encoder "
+                            f"(default: {lora.where})")
     group.add_argument("--epochs", type=int, default=train.epochs, help=f"most epochs (default: {train.epochs})")
     group.add_argument("--learning-rate", "--lr", type=float, default=train.learning_rate,
                        help=f"(default: {train.learning_rate})")

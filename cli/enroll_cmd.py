@@ -111,6 +111,8 @@ def _import(args):
         _check_same_model(args, profile)
     else:
         loaded = resolve_model(args.model, device="cpu")  # only to record which weights the profile is for
+        # Text a CTC vocabulary cannot spell is refused now, not after the import.
+        loaded.engine.check_transcripts(loaded, [(u.id, u.text) for u in utterances if u.text])
         speakers = {u.speaker for u in utterances}
         profile = Profile.create(args.name, base_model=args.model, base_weights_sha256=loaded.weights_sha256,
                                  backend=loaded.backend, kind="group" if len(speakers) > 1 else "speaker",

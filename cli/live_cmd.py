@@ -48,7 +48,7 @@ def register(subparsers) -> None:
                              "again at each step: about 15%% faster per step, but an unadapted model's "
                              "mistakes then carry over (default: off)")
     stream.add_argument("--max-new-tokens", type=int, default=440,
-                        help="longest text per decoding step, in tokens (default: 440)")
+                        help="longest text per decoding step, in tokens; Whisper only (default: 440)")
     stream.add_argument("--threads", type=int, default=0,
                         help="CPU threads for the model (default: 0 = PyTorch's choice)")
     add_model_arguments(parser)
@@ -115,9 +115,14 @@ def _session(args, loaded, switcher, profile, options, live_options, replay, dev
         write_transcript,
     )
     from asr_adapt.microphone import ArraySource, MicrophoneError, MicrophoneSource
-    from asr_adapt.streaming import StreamingProcessor, WhisperDecoder
+    from asr_adapt.errors import OptionsError
+    from asr_adapt.streaming import StreamingProcessor
 
-    processor = StreamingProcessor(WhisperDecoder(loaded, max_new_tokens=args.max_new_tokens), options)
+    if options.use_prompt and not loaded.engine.takes_prompt:
+        raise OptionsError(f"--prompt gives Whisper the text so far; '{loaded.name}' is a {loaded.backend} CTC "
+                           "model, which takes no prompt: drop --prompt")
+    decoder = loaded.engine.streaming_decoder(loaded, max_new_tokens=args.max_new_tokens)
+    processor = StreamingProcessor(decoder, options)
     keeper = AudioKeeper(profile, live_options.keep_piece_seconds, options.vad) if args.keep_audio else None
     commands = start_command_reader() if _interactive() else None
     if replay is not None:

@@ -63,6 +63,8 @@ def _quiet_libraries(verbose: bool) -> None:
 
         warnings.filterwarnings("ignore", module="transformers")
         warnings.filterwarnings("ignore", category=FutureWarning)
+        # torch's complaint about WavLM's attention masks: nothing a user can act on.
+        warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
 
 
 if __name__ == "__main__":  # pragma: no cover
