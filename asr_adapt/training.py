@@ -23,7 +23,6 @@ per-utterance overhead rather than padding.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +32,8 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, load_audio
+from .augment import SpecAugment, choose_factor, speed_perturb
+from .encoder_window import encode, window_frames
 from .domain import DomainClassifier, DomainOptions, domain_loss, frame_mask, select_layer
 from .errors import OptionsError, AsrAdaptError
 from .evaluation import score
@@ -87,9 +88,27 @@ class TrainOptions:
     #: cannot judge what matters, e.g. domain confusion aimed at another domain than the
     #: labeled one). The held-out WER is measured and reported either way.
     selection: str = "heldout"
+    #: Speed perturbation: every epoch, each training utterance is played at a speed drawn
+    #: from these factors (e.g. (0.9, 1.0, 1.1)); empty: off.
+    speed_factors: tuple[float, ...] = ()
+    #: SpecAugment frequency and time masks on Whisper's input features while training.
+    #: (wav2vec2-family models mask their own hidden states in training, as their config says.)
+    spec_augment: bool = False
+    #: Share of the training utterances that each epoch sees alone in a short encoder window
+    #: (the utterance plus 1 s, at least 4 s) instead of packed into a 30 s window. Live
+    #: transcription reads short windows (4x cheaper steps); an adapter that never saw them
+    #: fails there (BENCHMARKS.md). Whisper only; 0 with domain confusion (its labeled and
+    #: unlabeled windows share one encoder pass).
+    short_window_share: float = 0.0
 
     def __post_init__(self) -> None:
+        # JSON and the CLI give lists; the options are frozen in the result as given.
+        if isinstance(self.speed_factors, (list, tuple)):
+            object.__setattr__(self, "speed_factors", tuple(
+                float(f) if isinstance(f, (int, float)) and not isinstance(f, bool) else f for f in self.speed_factors))
         checks = [
+            (isinstance(self.speed_factors, tuple), "speed factors must be a list of numbers"),
+            (0 <= self.short_window_share <= 1, f"short window share must be 0-1, got {self.short_window_share!r}"),
             (isinstance(self.epochs, int) and 1 <= self.epochs <= 200, f"epochs must be 1-200, got {self.epochs!r}"),
             (0 < self.learning_rate < 1, f"learning rate must be in (0, 1), got {self.learning_rate!r}"),
             (isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size!r}"),
@@ -104,6 +123,8 @@ class TrainOptions:
             (self.min_utterances >= 2, "min utterances must be >= 2"),
             (self.time_budget_minutes is None or self.time_budget_minutes > 0, "time budget must be positive"),
             (self.selection in ("heldout", "last"), f"selection must be heldout or last, got {self.selection!r}"),
+            (all(isinstance(f, float) and 0.5 <= f <= 2 for f in self.speed_factors),
+             f"speed factors must be between 0.5 and 2, got {list(self.speed_factors)!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -212,6 +233,42 @@ def pack_windows(examples: Sequence[_Example], options: TrainOptions, rng: rando
     return windows
 
 
+#: The shortest short window in training: what live transcription gives the base model.
+SHORT_WINDOW_MIN_SECONDS = 4.0
+FULL_WINDOW_FRAMES = 3000
+
+
+def plan_epoch(examples: Sequence[_Example], options: TrainOptions, rng: random.Random,
+               short_share: float = 0.0) -> list[tuple[list[_Example], int | None]]:
+    """One epoch's batches: ``(windows, encoder_frames)``, frames ``None`` for full 30 s
+    windows. Without short windows: packed windows, ``batch_size`` per step, in packing order
+    (as always). With ``short_share``, that share of the utterances (drawn anew each epoch) is
+    batched alone by length into short windows, as many per step as cost about what a step
+    of full windows costs, and all batches are shuffled together."""
+    if short_share <= 0:
+        windows = pack_windows(examples, options, rng)
+        return [(windows[b:b + options.batch_size], None) for b in range(0, len(windows), options.batch_size)]
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    count = round(short_share * len(examples))
+    short = sorted((examples[i] for i in order[:count]), key=lambda e: len(e.audio))
+    windows = pack_windows([examples[i] for i in order[count:]], options, rng)
+    batches: list[tuple[list[_Example], int | None]] = [
+        (windows[b:b + options.batch_size], None) for b in range(0, len(windows), options.batch_size)]
+    budget = options.batch_size * FULL_WINDOW_FRAMES
+    group: list[_Example] = []
+    for example in short:
+        frames = window_frames(len(example.audio), SHORT_WINDOW_MIN_SECONDS, FULL_WINDOW_FRAMES)
+        if group and (len(group) + 1) * frames > budget:  # sorted: this example sets the width
+            batches.append((group, window_frames(len(group[-1].audio), SHORT_WINDOW_MIN_SECONDS)))
+            group = []
+        group.append(example)
+    if group:
+        batches.append((group, window_frames(len(group[-1].audio), SHORT_WINDOW_MIN_SECONDS)))
+    rng.shuffle(batches)
+    return batches
+
+
 class _Batcher:
     """Whisper's training batches: features and teacher-forcing tokens for a batch of windows
     (the CTC counterpart is :class:`asr_adapt.ctc.CtcBatcher`)."""
@@ -225,6 +282,9 @@ class _Batcher:
         self.prefix = list(tokenizer.prefix_tokens)
         self.eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
         self.tokenizer = tokenizer
+        #: Set by the training loop while it trains (never while it judges).
+        self.augment: Callable[[torch.Tensor, Sequence[int], torch.Generator], torch.Tensor] | None = None
+        self.generator = torch.Generator().manual_seed(0)
 
     def target_text(self, text: str, utterance_id: str = "") -> str:
         """The transcript in Whisper's own style (sentence case, punctuated)."""
@@ -236,8 +296,17 @@ class _Batcher:
             return "is longer than Whisper's decoder allows"
         return None
 
+    #: Whisper reads fixed 30 s windows, which training may shorten (:func:`plan_epoch`).
+    fixed_window = True
+
     def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy per target token (teacher forcing)."""
+        """Mean cross-entropy per target token (teacher forcing); over a short encoder window
+        when the batch says so (``encoder_frames``)."""
+        if "encoder_frames" in batch:
+            inputs = dict(batch)
+            frames = inputs.pop("encoder_frames")
+            encoded = encode(model, inputs.pop("input_features"), frames)
+            return model(encoder_outputs=(encoded,), **inputs).loss
         return model(**batch).loss
 
     def joint_forward(self, model, windows: Sequence["_Example"], unlabeled: Sequence["_Example"]):
@@ -258,12 +327,14 @@ class _Batcher:
         return self.prefix + ids + [self.eot]
 
     def features(self, windows: Sequence[_Example]) -> torch.Tensor:
-        return self.processor.feature_extractor([w.audio for w in windows], sampling_rate=SAMPLE_RATE,
-                                                return_tensors="pt").input_features.to(self.device)
-
-    def __call__(self, windows: Sequence[_Example]) -> dict[str, torch.Tensor]:
         features = self.processor.feature_extractor([w.audio for w in windows], sampling_rate=SAMPLE_RATE,
                                                     return_tensors="pt").input_features
+        if self.augment is not None:
+            features = self.augment(features, [len(w.audio) for w in windows], self.generator)
+        return features.to(self.device)
+
+    def __call__(self, windows: Sequence[_Example], encoder_frames: int | None = None) -> dict[str, torch.Tensor]:
+        features = self.features(windows)
         sequences = [self.encode_text(w.text) for w in windows]
         longest = max(len(s) for s in sequences) - 1
         inputs = torch.full((len(windows), longest), self.eot, dtype=torch.long)
@@ -273,8 +344,11 @@ class _Batcher:
             target = torch.tensor(ids[1:])
             target[: len(self.prefix) - 1] = -100  # predicting the prompt is not our job
             labels[row, :len(ids) - 1] = target
-        return {"input_features": features.to(self.device), "decoder_input_ids": inputs.to(self.device),
-                "labels": labels.to(self.device)}
+        batch = {"input_features": features, "decoder_input_ids": inputs.to(self.device),
+                 "labels": labels.to(self.device)}
+        if encoder_frames is not None and encoder_frames < features.shape[-1]:
+            batch["encoder_frames"] = encoder_frames
+        return batch
 
 
 def _load_examples(utterances: Sequence[Utterance],
@@ -439,8 +513,15 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     trainable, total = count_parameters(peft_model)
 
     rng = random.Random(options.seed)
+    speed_rng = random.Random(options.seed + 1)  # its own stream: packing order stays as without it
+    augmenter = SpecAugment() if options.spec_augment and hasattr(batcher, "augment") else None
+    if augmenter is not None:
+        batcher.generator.manual_seed(options.seed)
+    # Short windows: Whisper only, and not with domain confusion (labeled and unlabeled
+    # windows share one encoder pass there). What was used is what the result records.
+    short_share = options.short_window_share if getattr(batcher, "fixed_window", False) and not confusion_on else 0.0
     windows_per_epoch = len(pack_windows(train_examples, options, random.Random(options.seed)))
-    steps_per_epoch = math.ceil(windows_per_epoch / options.batch_size)
+    steps_per_epoch = len(plan_epoch(train_examples, options, random.Random(options.seed), short_share))
     total_steps = steps_per_epoch * options.epochs
     parameters = [p for p in peft_model.parameters() if p.requires_grad]
     confusion = None
@@ -483,22 +564,28 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     try:
         for epoch in range(1, options.epochs + 1):
             model.train()
-            windows = pack_windows(train_examples, options, rng)
+            if options.speed_factors:
+                epoch_examples = [_Example(speed_perturb(e.audio, choose_factor(options.speed_factors, speed_rng)),
+                                           e.text) for e in train_examples]
+            else:
+                epoch_examples = train_examples
+            batches = plan_epoch(epoch_examples, options, rng, short_share)
+            if augmenter is not None:
+                batcher.augment = augmenter
             losses = []
             if confusion is not None:
                 confusion.reset_epoch()
                 confusion.head.train()
-            for begin in range(0, len(windows), options.batch_size):
+            for windows, frames in batches:
                 if confusion is None:
-                    batch = batcher(windows[begin:begin + options.batch_size])
+                    batch = batcher(windows, frames) if frames else batcher(windows)
                     with autocast:
                         loss = batcher.loss(model, batch)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(parameters, options.max_grad_norm)
                 else:
                     with autocast:
-                        task, dloss = confusion.loss(model, batcher, windows[begin:begin + options.batch_size],
-                                                     step / max(1, total_steps))
+                        task, dloss = confusion.loss(model, batcher, windows, step / max(1, total_steps))
                     if not (torch.isfinite(task) and torch.isfinite(dloss)):
                         diverged = f"non-finite loss in epoch {epoch} (task {task.item():.3g}, domain {dloss.item():.3g})"
                         optimizer.zero_grad(set_to_none=True)
@@ -520,6 +607,8 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
                 if bar is not None:
                     bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", best_wer=f"{100 * best_wer:.1f}%")
                     bar.update(1)
+            if augmenter is not None:
+                batcher.augment = None
             if diverged:
                 log.warning("training stopped: %s", diverged)
                 break
@@ -555,6 +644,8 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
                 stopped_early = epoch < options.epochs
                 break
     finally:
+        if augmenter is not None:
+            batcher.augment = None
         if bar is not None:
             bar.close()
     if best_state is not None:
@@ -567,7 +658,7 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
         train_seconds_of_audio=round(sum(len(e.audio) for e in train_examples) / SAMPLE_RATE, 1),
         windows_per_epoch=windows_per_epoch, trainable_parameters=trainable, total_parameters=total,
         wall_seconds=round(time.perf_counter() - started, 1), peak_memory_mb=_peak_memory_mb(loaded),
-        lora=lora.to_dict(), options=asdict(options), history=history)
+        lora=lora.to_dict(), options={**asdict(options), "short_window_share": short_share}, history=history)
     if confusion is not None:
         result.domain = domain.to_dict()
         result.unlabeled_pieces = len(confusion.unlabeled)

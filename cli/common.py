@@ -95,6 +95,17 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--select", choices=("heldout", "last"), default=train.selection, dest="selection",
                        help="keep the epoch best on the held-out slice (with early stopping), or train every "
                             f"epoch and keep the last (default: {train.selection})")
+    group.add_argument("--short-windows", type=float, default=train.short_window_share, metavar="SHARE",
+                       dest="short_window_share",
+                       help="share of utterances trained alone in a short encoder window (the utterance + 1 s) "
+                            "instead of a packed 30 s one, so that live transcription can read short windows "
+                            f"with this profile (Whisper; default: {train.short_window_share})")
+    group.add_argument("--speed-perturb", type=float, nargs="+", default=list(train.speed_factors), metavar="FACTOR",
+                       dest="speed_factors",
+                       help="each epoch, play every utterance at one of these speeds, e.g. 0.9 1.0 1.1 (default: off)")
+    group.add_argument("--spec-augment", action=argparse.BooleanOptionalAction, default=train.spec_augment,
+                       help="mask bands and stretches of the features while training (Whisper; default: "
+                            f"{'on' if train.spec_augment else 'off'})")
     group.add_argument("--seed", type=int, default=train.seed, help=f"(default: {train.seed})")
     group.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                        help="stop training after this many minutes")
@@ -157,7 +168,9 @@ def training_settings(args: argparse.Namespace):
     lora = LoraSettings(rank=args.rank, alpha=args.alpha, dropout=args.lora_dropout, where=args.lora_where)
     options = TrainOptions(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.train_batch_size,
                            pack_seconds=args.pack_seconds, patience=args.patience, min_epochs=args.min_epochs, seed=args.seed,
-                           time_budget_minutes=args.time_budget, selection=args.selection)
+                           time_budget_minutes=args.time_budget, selection=args.selection,
+                           short_window_share=args.short_window_share, speed_factors=args.speed_factors,
+                           spec_augment=args.spec_augment)
     return lora, options
 
 

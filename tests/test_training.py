@@ -233,3 +233,50 @@ def test_heldout_loss_is_the_mean_token_loss(tiny_whisper_dir, tmp_path):
     together = heldout_loss(loaded.model, batcher, examples, 3, contextlib.nullcontext())
     one_by_one = heldout_loss(loaded.model, batcher, examples, 1, contextlib.nullcontext())
     assert together == pytest.approx(one_by_one, rel=1e-4) and together > 0
+
+
+def test_epoch_plan_without_short_windows_is_the_packing_as_before():
+    examples = _examples([4, 7, 3, 9, 12, 5, 2, 6])
+    options = TrainOptions(pack_seconds=20, batch_size=2)
+    windows = pack_windows(examples, options, random.Random(5))
+    from asr_adapt.training import plan_epoch
+
+    plan = plan_epoch(examples, options, random.Random(5))
+    assert [w.text for batch, _ in plan for w in batch] == [w.text for w in windows]
+    assert all(frames is None for _, frames in plan)
+
+
+def test_epoch_plan_with_short_windows_keeps_every_utterance_once_and_each_step_affordable():
+    from asr_adapt.training import plan_epoch
+
+    examples = _examples([4, 7, 3, 9, 12, 5, 2, 6, 3.5, 8, 1, 2.5])
+    options = TrainOptions(pack_seconds=20, batch_size=2)
+    plan = plan_epoch(examples, options, random.Random(0), short_share=0.5)
+    texts = [t for batch, _ in plan for w in batch for t in w.text.split()]
+    assert sorted(texts) == sorted(e.text for e in examples)
+    short = [(batch, frames) for batch, frames in plan if frames is not None]
+    assert sum(len(batch) for batch, _ in short) == 6
+    for batch, frames in short:
+        longest = max(len(w.audio) for w in batch) / 16000
+        assert frames % 2 == 0 and frames >= 100 * max(4, longest + 1)
+        assert len(batch) * frames <= 2 * 3000  # no dearer than a step of two full windows
+
+
+def test_short_window_training_reaches_the_encoder_adapters_and_is_recorded(tiny_whisper_dir, tmp_path):
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    peft_model = attach_lora(loaded.model, LoraSettings(rank=2))
+    batcher = _Batcher(loaded)
+    windows = [_Example(sine(1.5), "Hello there."), _Example(sine(2.5), "Hi.")]
+    full = batcher(windows)
+    short = batcher(windows, 400)
+    assert "encoder_frames" not in full and short["encoder_frames"] == 400
+    loss = batcher.loss(loaded.model, short)
+    loss.backward()
+    grads = [p.grad for n, p in peft_model.named_parameters() if "encoder" in n and "lora_" in n]
+    assert torch.isfinite(loss) and any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert loss.item() != batcher.loss(loaded.model, full).item()  # it really read less
+
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    options = TrainOptions(epochs=1, pack_seconds=0, min_heldout=2, short_window_share=0.5)
+    _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
+    assert result.options["short_window_share"] == 0.5 and result.epochs_run == 1
