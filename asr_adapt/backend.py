@@ -60,9 +60,11 @@ class Backend(ABC):
         """Texts of a batch of non-silent pieces (each at most ~30 s)."""
 
     @abstractmethod
-    def streaming_decoder(self, loaded: LoadedModel, max_new_tokens: int = 440) -> Callable[[np.ndarray, str], str]:
+    def streaming_decoder(self, loaded: LoadedModel, max_new_tokens: int = 440,
+                          encoder_window: str | float | None = None) -> Callable[[np.ndarray, str], str]:
         """A ``(buffer, prompt) -> text`` callable for :class:`~asr_adapt.streaming.StreamingProcessor`.
-        It must read ``loaded.model`` at every call (profile switches change it)."""
+        It must read ``loaded.model`` at every call (profile switches change it).
+        ``encoder_window``: see :func:`asr_adapt.streaming.check_encoder_window` (Whisper)."""
 
     # ------------------------------------------------------------------ training
     @abstractmethod
@@ -125,10 +127,10 @@ class WhisperBackend(Backend):
 
         return whisper_decode(loaded, audios, options)
 
-    def streaming_decoder(self, loaded, max_new_tokens=440):
+    def streaming_decoder(self, loaded, max_new_tokens=440, encoder_window=None):
         from .streaming import WhisperDecoder
 
-        return WhisperDecoder(loaded, max_new_tokens=max_new_tokens)
+        return WhisperDecoder(loaded, max_new_tokens=max_new_tokens, encoder_window=encoder_window)
 
     def batcher(self, loaded):
         from .training import _Batcher

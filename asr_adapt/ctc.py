@@ -310,7 +310,8 @@ class CtcBackend(Backend):
         logits = loaded.model(**inputs).logits
         return greedy_decode(loaded, logits, [len(a) for a in audios])
 
-    def streaming_decoder(self, loaded, max_new_tokens=440):
+    def streaming_decoder(self, loaded, max_new_tokens=440, encoder_window=None):
+        # A CTC encoder reads the buffer as it is: there is no fixed window to shorten.
         return CtcDecoder(loaded)
 
     def prepare_for_training(self, model) -> None:

@@ -61,7 +61,15 @@ def apply_adapter(loaded: LoadedModel, profile: Profile, merge: bool = True) -> 
     loaded.name = f"{loaded.name}+{profile.name}"
     loaded.info["profile"] = profile.name
     loaded.info["adapter"] = str(profile.adapter_dir)
+    loaded.info["short_windows"] = trained_on_short_windows(profile)
     return loaded
+
+
+def trained_on_short_windows(profile: Profile) -> bool:
+    """Whether the profile's adapter also saw short encoder windows in training (then live
+    transcription may read short windows with it; see :mod:`asr_adapt.encoder_window`)."""
+    training = profile.info.settings.get("training") or {}
+    return bool(training.get("short_window_share"))
 
 
 class AdapterSwitcher:
@@ -136,11 +144,12 @@ class AdapterSwitcher:
     def _set_active(self, profile: Profile | None) -> None:
         self.active = profile.name if profile else None
         self.loaded.name = f"{self.base_name}+{profile.name}" if profile else self.base_name
-        for key in ("profile", "adapter"):
+        for key in ("profile", "adapter", "short_windows"):
             self.loaded.info.pop(key, None)
         if profile is not None:
             self.loaded.info["profile"] = profile.name
             self.loaded.info["adapter"] = str(profile.adapter_dir)
+            self.loaded.info["short_windows"] = trained_on_short_windows(profile)
 
 
 def _strip_lora(model) -> None:

@@ -16,7 +16,7 @@ NO_MICROPHONE_LIVE = ("no microphone found; plug one in (see --list-devices), or
 
 
 def register(subparsers) -> None:
-    from asr_adapt.streaming import StreamingOptions
+    from asr_adapt.streaming import DEFAULT_ENCODER_WINDOW, StreamingOptions
 
     defaults = StreamingOptions()
     parser = subparsers.add_parser(
@@ -49,6 +49,11 @@ def register(subparsers) -> None:
                              "mistakes then carry over (default: off)")
     stream.add_argument("--max-new-tokens", type=int, default=440,
                         help="longest text per decoding step, in tokens; Whisper only (default: 440)")
+    stream.add_argument("--encoder-window", default=DEFAULT_ENCODER_WINDOW, metavar="auto|full|SECONDS",
+                        help="how much audio Whisper's encoder reads per step: 'full' (its 30 s window), "
+                             "at least SECONDS (the buffer plus 1 s: faster), or 'auto': short for the "
+                             "base model, full with a profile, whose adapter was trained on full windows "
+                             f"(default: {DEFAULT_ENCODER_WINDOW})")
     stream.add_argument("--threads", type=int, default=0,
                         help="CPU threads for the model (default: 0 = PyTorch's choice)")
     add_model_arguments(parser)
@@ -60,7 +65,7 @@ def run(args) -> int:
     from asr_adapt.device import resolve_device
     from asr_adapt.errors import AudioError, OptionsError
     from asr_adapt.live import LiveOptions
-    from asr_adapt.streaming import StreamingOptions
+    from asr_adapt.streaming import StreamingOptions, check_encoder_window
 
     if args.list_devices:
         return _list_devices()
@@ -70,6 +75,7 @@ def run(args) -> int:
     placement = resolve_device(args.device, args.dtype)  # a bad device fails before anything loads
     if args.threads < 0:
         raise OptionsError(f"--threads must be 0 or more, got {args.threads}")
+    args.encoder_window = check_encoder_window(args.encoder_window)
     if not 1 <= args.max_new_tokens <= 444:
         raise OptionsError(f"max new tokens must be between 1 and 444, got {args.max_new_tokens}")
     if args.keep_audio and not args.profile:
@@ -121,7 +127,8 @@ def _session(args, loaded, switcher, profile, options, live_options, replay, dev
     if options.use_prompt and not loaded.engine.takes_prompt:
         raise OptionsError(f"--prompt gives Whisper the text so far; '{loaded.name}' is a {loaded.backend} CTC "
                            "model, which takes no prompt: drop --prompt")
-    decoder = loaded.engine.streaming_decoder(loaded, max_new_tokens=args.max_new_tokens)
+    decoder = loaded.engine.streaming_decoder(loaded, max_new_tokens=args.max_new_tokens,
+                                              encoder_window=args.encoder_window)
     processor = StreamingProcessor(decoder, options)
     keeper = AudioKeeper(profile, live_options.keep_piece_seconds, options.vad) if args.keep_audio else None
     commands = start_command_reader() if _interactive() else None

@@ -109,14 +109,14 @@ def percentile(values, q):
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def bench(loaded, utterances, options: StreamingOptions, label: str) -> dict:
+def bench(loaded, utterances, options: StreamingOptions, label: str, encoder_window=None) -> dict:
     from asr_adapt.transcribe import Transcriber
 
     audios = [load_audio(u.audio) for u in utterances]
     started = time.perf_counter()
     offline = Transcriber(loaded).transcribe_arrays(audios)
     offline_seconds = time.perf_counter() - started
-    processor = StreamingProcessor(WhisperDecoder(loaded), options)
+    processor = StreamingProcessor(WhisperDecoder(loaded, encoder_window=encoder_window), options)
     ends = [word_end_times(loaded, audio) for audio in audios]
     report = {"label": label, "model": loaded.name, "files": len(audios),
               "audio_seconds": round(sum(len(a) for a in audios) / SAMPLE_RATE, 1),
@@ -157,8 +157,9 @@ def bench(loaded, utterances, options: StreamingOptions, label: str) -> dict:
     return report
 
 
-def ensure_profile(home: Path, model: str, device: str) -> str:
-    """Adapt the bench profile on samples/enroll unless ``home`` has it already."""
+def ensure_profile(home: Path, model: str, device: str, train: dict | None = None) -> str:
+    """Adapt the bench profile on samples/enroll (``train``: TrainOptions overrides) unless
+    ``home`` has it already."""
     os.environ["ASR_ADAPT_HOME"] = str(home)
     from asr_adapt.adaptation import adapt_profile
     from asr_adapt.models import resolve_model
@@ -175,7 +176,9 @@ def ensure_profile(home: Path, model: str, device: str) -> str:
     del base
     profile.import_enrollment(read_manifest(REPO / "samples" / "enroll" / "manifest.jsonl"))
     started = time.perf_counter()
-    report = adapt_profile(profile, device=device)
+    from asr_adapt.training import TrainOptions
+
+    report = adapt_profile(profile, device=device, options=TrainOptions(**(train or {})))
     print(f"adapted '{PROFILE}' in {time.perf_counter() - started:.0f} s: held-out WER "
           f"{report.training.baseline_heldout_wer:.3f} -> {report.training.best_heldout_wer:.3f}", file=sys.stderr)
     if not report.saved:
@@ -195,10 +198,16 @@ def main(argv=None) -> int:
     parser.add_argument("--force-committed", action=argparse.BooleanOptionalAction,
                         default=StreamingOptions().force_committed,
                         help="feed the committed words to the decoder as its prefix (default: off)")
+    parser.add_argument("--encoder-window", default=None, metavar="full|SECONDS",
+                        help="what the encoder reads per step (default: the library's)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: PyTorch's choice)")
     parser.add_argument("--with-profile", action="store_true", help="also benchmark an adapted profile")
+    parser.add_argument("--base", action=argparse.BooleanOptionalAction, default=True,
+                        help="benchmark the plain base model (--no-base: only the profile)")
     parser.add_argument("--home", type=Path, default=REPO / "out" / "bench_live_home",
                         help="ASR_ADAPT_HOME for the benchmark profile (reused when present)")
+    parser.add_argument("--train", default="{}",
+                        help="TrainOptions overrides (JSON) for the profile, when --home has none yet")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
 
@@ -218,21 +227,22 @@ def main(argv=None) -> int:
     loaded = resolve_model(args.model, device=args.device)
     runs = []
     load_before = os.getloadavg()
-    for name, items in sets:
-        runs.append({"set": name, **bench(loaded, items, options, f"{name} base")})
+    for name, items in sets if args.base else []:
+        runs.append({"set": name, **bench(loaded, items, options, f"{name} base", args.encoder_window)})
     if args.with_profile:
-        profile = ensure_profile(args.home, args.model, args.device)
+        profile = ensure_profile(args.home, args.model, args.device, json.loads(args.train))
         switcher = AdapterSwitcher(loaded)
         switcher.use(profile)
         for name, items in sets:
-            runs.append({"set": name, **bench(loaded, items, options, f"{name} +profile")})
+            runs.append({"set": name, **bench(loaded, items, options, f"{name} +profile", args.encoder_window)})
     machine = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "load_before": load_before, "load_after": os.getloadavg(), "platform": platform.platform(),
                "device": str(loaded.placement), "cuda": torch.cuda.is_available(),
                "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     result = {"options": {"hop_seconds": options.hop_seconds, "agreement": options.agreement,
                           "pause_seconds": options.pause_seconds, "use_prompt": options.use_prompt,
-                          "force_committed": options.force_committed},
+                          "force_committed": options.force_committed,
+                          "encoder_window": WhisperDecoder(loaded, encoder_window=args.encoder_window).encoder_window},
               "machine": machine, "runs": runs}
     print("| set | model | mode | files | audio s | latency p50 / p90 s | RTF | s/decode | CPU-clock latency "
           "p50 / p90 s | CPU RTF | algorithmic p50 / p90 s | live WER | offline WER | rel. change |")

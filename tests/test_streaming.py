@@ -314,3 +314,88 @@ def test_processor_forces_committed_words_only_on_whole_buffer_decodes():
     plain = Prefixed()
     run_deterministic(StreamingProcessor(plain, StreamingOptions(hop_seconds=0.5)), audio)  # off by default
     assert not any(plain.prefixes)
+
+
+def test_encoder_over_the_full_window_is_the_models_own_and_shorter_windows_are_shorter(bundled_model):
+    import torch
+
+    from asr_adapt.streaming import encode
+
+    model = bundled_model.model
+    features = torch.randn(1, 80, 3000, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        own = model.get_encoder()(features).last_hidden_state
+        full = encode(model, features, 3000)
+        # One frame more than the window sends encode() down its own path (the one short
+        # windows take): over the same 3000 frames it must compute what the model computes.
+        by_hand = encode(model, torch.cat([features, features[..., :1]], dim=-1), 3000)
+        short = encode(model, features, 800)
+    assert torch.equal(own, full)
+    torch.testing.assert_close(by_hand, own, atol=1e-4, rtol=1e-4)
+    assert short.shape == (1, 400, own.shape[-1])
+
+
+@pytest.mark.parametrize("value", ["half", 1, 31, -3, None])
+def test_encoder_window_refuses_what_it_cannot_do(value):
+    from asr_adapt.errors import OptionsError
+    from asr_adapt.streaming import check_encoder_window
+
+    with pytest.raises(OptionsError, match="encoder window"):
+        check_encoder_window(value)
+
+
+def test_short_encoder_window_reads_the_buffer_plus_a_margin_and_still_transcribes(bundled_model, one_thread):
+    from asr_adapt.audio import load_audio
+    from asr_adapt.evaluation import score
+    from asr_adapt.streaming import WhisperDecoder
+
+    utterance = read_samples_manifest("test")[0]
+    audio = load_audio(utterance.audio)
+    decoder = WhisperDecoder(bundled_model, encoder_window=4)
+    inputs, _ = decoder._features(audio)
+    decoder._samples = len(audio)
+    seconds = len(audio) / 16000
+    assert decoder._window_frames(inputs) == 100 * max(4, int(np.ceil(seconds + 1)))
+    decoder._samples = 16000  # a 1 s buffer reads the 4 s minimum
+    assert decoder._window_frames(inputs) == 400
+    full = WhisperDecoder(bundled_model, encoder_window="full")
+    assert score([utterance.text], [decoder(audio)]).wer <= score([utterance.text], [full(audio)]).wer + 0.15
+
+
+def test_auto_encoder_window_is_short_for_the_base_model_and_full_with_a_profile(bundled_model, monkeypatch):
+    from asr_adapt.streaming import WhisperDecoder
+
+    decoder = WhisperDecoder(bundled_model)  # the default: auto
+    assert decoder.encoder_window == "auto"
+    inputs, _ = decoder._features(np.zeros(16000, np.float32))
+    decoder._samples = 2 * 16000
+    assert decoder._window_frames(inputs) == 400
+    # An adapter trained on 30 s windows (a profile switched in while live runs) reads 30 s.
+    monkeypatch.setitem(bundled_model.info, "profile", "someone")
+    assert decoder._window_frames(inputs) == 3000
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"training": {"short_window_share": 0.5}}, True),
+    ({"training": {"short_window_share": 0.0}}, False),
+    ({"training": {}}, False),   # adapters made before short windows existed
+    ({}, False),
+])
+def test_only_adapters_trained_on_short_windows_get_them_live(settings, expected):
+    from types import SimpleNamespace
+
+    from asr_adapt.personal import trained_on_short_windows
+
+    profile = SimpleNamespace(info=SimpleNamespace(settings=settings))
+    assert trained_on_short_windows(profile) is expected
+
+
+def test_auto_encoder_window_is_short_with_a_profile_trained_on_short_windows(bundled_model, monkeypatch):
+    from asr_adapt.streaming import WhisperDecoder
+
+    decoder = WhisperDecoder(bundled_model, encoder_window="auto")
+    inputs, _ = decoder._features(np.zeros(16000, np.float32))
+    decoder._samples = 5 * 16000
+    monkeypatch.setitem(bundled_model.info, "profile", "someone")
+    monkeypatch.setitem(bundled_model.info, "short_windows", True)
+    assert decoder._window_frames(inputs) == 600
