@@ -565,8 +565,8 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
         for epoch in range(1, options.epochs + 1):
             model.train()
             if options.speed_factors:
-                epoch_examples = [_Example(speed_perturb(e.audio, choose_factor(options.speed_factors, speed_rng)),
-                                           e.text) for e in train_examples]
+                epoch_examples = [_perturbed(e, choose_factor(options.speed_factors, speed_rng))
+                                  for e in train_examples]
             else:
                 epoch_examples = train_examples
             batches = plan_epoch(epoch_examples, options, rng, short_share)
@@ -666,6 +666,14 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
         result.final_domain_accuracy = confusion.accuracy
         result.diverged = diverged
     return peft_model, result
+
+
+def _perturbed(example: _Example, factor: float) -> _Example:
+    """``example`` at ``factor`` times its speed; unchanged where slowing it down would push
+    it past Whisper's 30 s window (its text would then describe audio the model never sees)."""
+    if len(example.audio) / factor > 30 * SAMPLE_RATE:
+        return example
+    return _Example(speed_perturb(example.audio, factor), example.text)
 
 
 def _balanced_backward(task: torch.Tensor, dloss: torch.Tensor, parameters: list, head_parameters: list,
