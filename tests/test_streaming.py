@@ -400,3 +400,35 @@ def test_auto_encoder_window_is_short_with_a_profile_trained_on_short_windows(bu
     monkeypatch.setitem(bundled_model.info, "profile", "someone")
     monkeypatch.setitem(bundled_model.info, "short_windows", True)
     assert decoder._window_frames(inputs) == 600
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("we watched the fireworks. We watched the fireworks", True),
+    ("a b c d e f a b c d e f", True),
+    ("I don't know, I don't know.", False),        # three words: real speech does this
+    ("we watched the fireworks from the top", False),
+    ("", False),
+])
+def test_says_twice_finds_a_phrase_said_twice_in_a_row(text, expected):
+    from asr_adapt.streaming import says_twice
+
+    assert says_twice(text.split()) is expected
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.4])
+def test_short_windows_never_commit_a_phrase_twice(bundled_model, one_thread, offset):
+    """Two sample sentences, joined with pauses: with a short encoder window, tiny.en said
+    the first one twice in one hypothesis at these start offsets (and so did live, through
+    the virtual microphone); such a hypothesis is decoded again over the full window."""
+    from asr_adapt.audio import load_audio
+    from asr_adapt.streaming import WhisperDecoder
+
+    utterances = read_samples_manifest("test")[:2]
+    gap = np.zeros(8000, np.float32)
+    audio = np.concatenate([np.zeros(int(offset * 16000), np.float32), gap]
+                           + [piece for u in utterances for piece in (load_audio(u.audio), gap)])
+    processor = StreamingProcessor(WhisperDecoder(bundled_model, encoder_window="auto"),
+                                   StreamingOptions(hop_seconds=1.0))
+    text = run_deterministic(processor, audio).text.lower()
+    assert text.count("fireworks") == 1, text
+    assert "whispered" in text
