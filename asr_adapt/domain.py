@@ -76,8 +76,10 @@ class DomainOptions:
     """Domain confusion settings. Validated here, once; off unless ``enabled``."""
 
     enabled: bool = False
-    #: How strongly the encoder is pushed to confuse the head; see ``balance``.
-    weight: float = 0.3
+    #: How strongly the encoder is pushed to confuse the head; see ``balance``. 0.1: on a
+    #: synthetic channel shift (3 seeds) 0.1 gained 5.7% relative over LoRA-only and 0.3
+    #: lost 14.9%; on adults -> children 0.3 gained 1.9% and 0.1 about nothing (BENCHMARKS.md).
+    weight: float = 0.1
     #: "gradient": on the adapters the reversed domain gradient gets ``weight`` times the
     #: norm of the task gradient there (times lambda), whatever the two losses' scales.
     #: "loss": the plain weighted sum task + weight * domain loss. Why the default is
