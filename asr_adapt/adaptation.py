@@ -65,7 +65,7 @@ class AdaptReport:
             "domain_confusion": t.domain is not None,
             "domain_accuracy": t.final_domain_accuracy, "domain_diverged": t.diverged,
             "unlabeled_minutes": round(t.unlabeled_seconds_of_audio / 60, 2),
-            "domain_projection": self.projection,
+            "domain_projection": self.projection, "domain_plot": self.plot,
         }
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from .errors import AsrAdaptError
 from .evaluation import EvalReport, UtteranceScore
-from .files import write_text_atomic
+from .files import copy_file_atomic, write_text_atomic
 
 if TYPE_CHECKING:  # transcribe imports torch: not needed to compare two reports
     from .manifest import Utterance
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # transcribe imports torch: not needed to compare two reports
 #: File names :func:`save_comparison` writes inside its folder.
 COMPARE_JSON, COMPARE_MD, COMPARE_PNG = "compare.json", "compare.md", "compare.png"
 BEFORE_JSON, AFTER_JSON = "before.json", "after.json"
+DOMAIN_PNG = "domain.png"
 #: Speakers drawn in the chart at most (the worst ones); more would be unreadable.
 MAX_PLOT_SPEAKERS = 30
 
@@ -95,6 +96,9 @@ class Comparison:
     best_fixes: list[UtteranceChange]
     meta: dict[str, Any] = field(default_factory=dict)
     plot: str | None = None
+    #: The profile's picture of labeled vs unlabeled encoder states (domain confusion), as
+    #: copied beside the report by :func:`save_comparison`; its source is ``meta["domain picture"]``.
+    domain_plot: str | None = None
     before: EvalReport | None = field(default=None, repr=False, compare=False)
     after: EvalReport | None = field(default=None, repr=False, compare=False)
 
@@ -134,6 +138,9 @@ class Comparison:
         parts += _markdown_changes("Best fixes", self.best_fixes, max_rows, a, b)
         if self.plot:
             parts += [f"Plot: [{self.plot}]({self.plot})", ""]
+        if self.domain_plot:
+            parts += ["Encoder states of labeled vs unlabeled audio, before and after adaptation "
+                      f"(PCA): [{self.domain_plot}]({self.domain_plot})", ""]
         return "\n".join(parts).rstrip() + "\n"
 
 
@@ -376,13 +383,19 @@ def save_comparison(comparison: Comparison, destination_dir: str | Path,
     """Write compare.png, compare.json, compare.md (and before.json / after.json when the
     full reports are known) into ``destination_dir``, each atomically; return the paths.
 
-    Sets ``comparison.plot`` so that the markdown links the chart.
+    Sets ``comparison.plot`` so that the markdown links the chart. The profile's domain
+    picture (``meta["domain picture"]``, drawn by ``adapt --plot``), when it still exists,
+    is copied beside them as domain.png and linked too.
     """
     folder = Path(destination_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    # The chart first: the markdown links it only once it exists.
+    # The charts first: the markdown links them only once they exist.
     written = [plot_comparison(comparison, folder / COMPARE_PNG)]
     comparison.plot = COMPARE_PNG
+    source = comparison.meta.get("domain picture")
+    if source and Path(source).is_file():
+        written.append(copy_file_atomic(Path(source), folder / DOMAIN_PNG))
+        comparison.domain_plot = DOMAIN_PNG
     for name, text in ((COMPARE_JSON, comparison.to_json() + "\n"),
                        (COMPARE_MD, comparison.to_markdown(max_rows))):
         write_text_atomic(folder / name, text)
@@ -427,9 +440,34 @@ def compare_profile(profile_name: str, utterances: Sequence[Utterance],
     record = {"profile": profile.name, "base_model": info.base_model,
               "adapter": str(profile.adapter_dir),
               "adapter_version": profile.adapter_dir.name, "device": str(loaded.placement),
-              "options": asdict(options), **(meta or {})}
+              **adaptation_facts(info.metrics), "options": asdict(options), **(meta or {})}
     return compare_reports(before, after, meta=record)
 
 
+def adaptation_facts(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the profile's adapter was trained with that a reader of the comparison needs:
+    whether domain confusion was on, on how much unlabeled audio, how well the domain head
+    told the domains apart at the end (50% = fooled), the linear probe's accuracy before
+    and after, and the picture's path (``adapt --plot``)."""
+    facts: dict[str, Any] = {}
+    if not metrics:
+        return facts
+    if metrics.get("domain_confusion"):
+        accuracy = metrics.get("domain_accuracy")
+        head = "" if accuracy is None else f", domain head {100 * accuracy:.0f}% accurate at the end (50% = fooled)"
+        diverged = f"; diverged: {metrics['domain_diverged']}" if metrics.get("domain_diverged") else ""
+        facts["domain confusion"] = f"on, {metrics.get('unlabeled_minutes', 0)} min of unlabeled audio{head}{diverged}"
+    elif "domain_confusion" in metrics:
+        facts["domain confusion"] = "off"
+    projection = metrics.get("domain_projection") or {}
+    if projection.get("probe_accuracy_before") is not None:
+        facts["labeled vs unlabeled, linear probe"] = (
+            f"{100 * projection['probe_accuracy_before']:.0f}% before -> "
+            f"{100 * projection['probe_accuracy_after']:.0f}% after (50% = indistinguishable)")
+    if metrics.get("domain_plot"):
+        facts["domain picture"] = metrics["domain_plot"]
+    return facts
+
+
 __all__ = ["Comparison", "CompareError", "SpeakerChange", "UtteranceChange", "compare_profile",
-           "compare_reports", "plot_comparison", "relative_reduction", "save_comparison"]
+           "adaptation_facts", "compare_reports", "plot_comparison", "relative_reduction", "save_comparison"]

@@ -7,6 +7,23 @@ import tempfile
 from pathlib import Path
 
 
+def copy_file_atomic(source: str | Path, path: str | Path) -> Path:
+    """Copy ``source`` to ``path`` through a temporary file and a rename; return ``path``."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the new one.
 

@@ -110,6 +110,12 @@ def test_closed_loop_kept_audio_and_folder_adapter_loads_with_plain_peft(capsys,
     with torch.no_grad():
         logits = plain(input_features=torch.zeros(1, 80, 3000), decoder_input_ids=torch.tensor([[50257, 50362]])).logits
     assert torch.isfinite(logits).all()
+    # compare shows what domain confusion did: the facts and the picture beside the report.
+    code, out, err = run_cli(capsys, "compare", "--profile", "solo", tmp_path / "enroll.jsonl", "-o", tmp_path / "cmp")
+    assert code == 0, err
+    assert "**domain confusion**: on, " in out and "domain head" in out and "linear probe" in out
+    assert "[domain.png](domain.png)" in out
+    assert (tmp_path / "cmp" / "domain.png").read_bytes() == picture.read_bytes()
 
 
 def test_divergence_is_reported_and_a_better_adapter_kept(capsys, tmp_path, tiny_whisper_dir, monkeypatch):

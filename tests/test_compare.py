@@ -172,3 +172,37 @@ def test_save_comparison_writes_every_file(comparison, tmp_path):
     assert "Plot: [compare.png](compare.png)" in (folder / "compare.md").read_text()
     assert load_report(folder / "before.json").wer == pytest.approx(5 / WORDS)
     assert load_report(folder / "after.json").wer == pytest.approx(4 / WORDS)
+
+
+def test_domain_picture_is_copied_beside_the_report_and_linked(tmp_path):
+    from asr_adapt.compare import adaptation_facts
+
+    picture = tmp_path / "profile" / "domain-x.png"
+    picture.parent.mkdir()
+    picture.write_bytes(PNG_MAGIC + b"picture")
+    metrics = {"domain_confusion": True, "domain_accuracy": 0.64, "unlabeled_minutes": 5.3,
+               "domain_projection": {"probe_accuracy_before": 0.98, "probe_accuracy_after": 0.71},
+               "domain_plot": str(picture)}
+    facts = adaptation_facts(metrics)
+    assert facts["domain confusion"] == ("on, 5.3 min of unlabeled audio, domain head 64% accurate at the end "
+                                         "(50% = fooled)")
+    assert facts["labeled vs unlabeled, linear probe"].startswith("98% before -> 71% after")
+    comparison = compare_reports(make_report(2), make_report(3), meta=facts)
+    folder = tmp_path / "out"
+    written = save_comparison(comparison, folder)
+    assert (folder / "domain.png").read_bytes() == picture.read_bytes() and folder / "domain.png" in written
+    markdown = (folder / "compare.md").read_text()
+    assert "**domain confusion**: on, 5.3 min" in markdown and "[domain.png](domain.png)" in markdown
+    assert "98% before -> 71% after" in markdown
+
+
+def test_no_domain_picture_when_the_profile_has_none_or_it_is_gone(tmp_path):
+    from asr_adapt.compare import adaptation_facts
+
+    assert adaptation_facts({}) == {}
+    assert adaptation_facts({"domain_confusion": False}) == {"domain confusion": "off"}
+    facts = adaptation_facts({"domain_confusion": False, "domain_plot": str(tmp_path / "deleted.png")})
+    comparison = compare_reports(make_report(2), make_report(3), meta=facts)
+    written = save_comparison(comparison, tmp_path / "out")
+    assert "domain.png" not in [p.name for p in written] and comparison.domain_plot is None
+    assert "domain.png" not in (tmp_path / "out" / "compare.md").read_text()
