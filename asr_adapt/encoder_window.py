@@ -3,8 +3,9 @@
 Whisper's encoder always reads 3000 feature frames (30 s), however short the audio; the
 reference implementations pad. Its cost grows with its input, and a streaming buffer is a
 few seconds, so reading only the audio plus a margin (whisper.cpp's ``--audio-ctx``) makes a
-live step several times cheaper. Adapters see the same short windows in training when asked
-(``TrainOptions.short_window_share``), so that a profile keeps its accuracy there.
+live step several times cheaper. Adapters are trained on the same short windows (by
+default; ``TrainOptions.short_window_share``), so that a profile keeps its accuracy there,
+and training itself does not pay for 30 s of padding per utterance.
 """
 
 from __future__ import annotations
