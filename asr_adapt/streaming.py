@@ -349,10 +349,10 @@ def check_encoder_window(value: str | float) -> str | float:
     """``"full"`` (Whisper's 30 s), or the fewest seconds the encoder reads (2-30: the buffer
     plus a margin, rounded up to whole seconds), or ``"auto"``: short windows of at least
     :data:`AUTO_ENCODER_SECONDS` for the plain base model and for adapters trained on short
-    windows too (``TrainOptions.short_window_share``), the full window for adapters trained
-    only on 30 s windows, which depend on them: measured with a 4 s minimum, such a sample
-    profile's live WER went from 14.1% to 39.9%, while the base model's fell from 63.8% to
-    58.3% and its steps became 4x cheaper (BENCHMARKS.md).
+    windows only (``TrainOptions.short_window_share`` 1.0, the default), the full window for
+    adapters that saw 30 s windows in training, which depend on them: measured with a 4 s
+    minimum, a packed-only sample profile's live WER went from 14.1% to 39.9%, while the base
+    model's fell from 63.8% to 58.3% and its steps became 4x cheaper (BENCHMARKS.md).
     Raises OptionsError for anything else."""
     if value in ("full", "auto"):
         return value
