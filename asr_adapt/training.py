@@ -83,6 +83,10 @@ class TrainOptions:
     min_utterances: int = 8
     #: Stop once this many minutes have passed (None: no limit).
     time_budget_minutes: float | None = None
+    #: Groups (3 or more speakers): hold out utterances of one whole speaker (seeded, at most
+    #: ``max_heldout``) instead of a random slice, so that epochs are judged on a voice the
+    #: adapter never heard, as a group profile is used.
+    heldout_speaker: bool = False
     #: Which epoch's adapter is kept: "heldout" (the best on the held-out slice, with early
     #: stopping) or "last" (train every epoch and keep the last: for when the held-out slice
     #: cannot judge what matters, e.g. domain confusion aimed at another domain than the
@@ -202,6 +206,12 @@ def split_heldout(utterances: Sequence[Utterance], options: TrainOptions) -> tup
     order = list(range(len(utterances)))
     random.Random(options.seed).shuffle(order)
     held = set(order[:count])
+    speakers = sorted({u.speaker for u in utterances if u.speaker})
+    if options.heldout_speaker and len(speakers) >= 3:
+        voice = random.Random(options.seed).choice(speakers)
+        theirs = [i for i in order if utterances[i].speaker == voice][:options.max_heldout]
+        if len(theirs) >= options.min_heldout and len(utterances) - len(theirs) >= 2:
+            held = set(theirs)
     train = [u for i, u in enumerate(utterances) if i not in held]
     heldout = [u for i, u in enumerate(utterances) if i in held]
     return train, heldout

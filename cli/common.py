@@ -95,6 +95,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--select", choices=("heldout", "last"), default=train.selection, dest="selection",
                        help="keep the epoch best on the held-out slice (with early stopping), or train every "
                             f"epoch and keep the last (default: {train.selection})")
+    group.add_argument("--heldout-speaker", action=argparse.BooleanOptionalAction, default=train.heldout_speaker,
+                       help="for a group of 3 or more speakers, judge epochs on one whole speaker held out "
+                            "of training instead of a random slice of everyone "
+                            f"(default: {'on' if train.heldout_speaker else 'off'})")
     group.add_argument("--short-windows", type=float, default=train.short_window_share, metavar="SHARE",
                        dest="short_window_share",
                        help="share of utterances trained alone in a short encoder window (the utterance + 1 s) "
@@ -170,7 +174,7 @@ def training_settings(args: argparse.Namespace):
                            pack_seconds=args.pack_seconds, patience=args.patience, min_epochs=args.min_epochs, seed=args.seed,
                            time_budget_minutes=args.time_budget, selection=args.selection,
                            short_window_share=args.short_window_share, speed_factors=args.speed_factors,
-                           spec_augment=args.spec_augment)
+                           spec_augment=args.spec_augment, heldout_speaker=args.heldout_speaker)
     return lora, options
 
 

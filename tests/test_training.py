@@ -69,6 +69,20 @@ def test_heldout_split_is_seeded_and_disjoint(tmp_path):
     assert split_heldout(utterances, TrainOptions(seed=8))[1] != held
 
 
+def test_group_heldout_is_one_whole_unheard_speaker(tmp_path):
+    utterances = [Utterance(id=f"u{i}", audio=tmp_path / f"{i}.wav", text="x", speaker=f"s{i % 4}")
+                  for i in range(40)]
+    options = TrainOptions(heldout_speaker=True, seed=3)
+    train, held = split_heldout(utterances, options)
+    voices = {u.speaker for u in held}
+    assert len(voices) == 1 and len(held) == 10              # all of one speaker's utterances
+    assert not voices & {u.speaker for u in train}           # whom training never hears
+    assert split_heldout(utterances, options) == (train, held)
+    # Fewer than 3 speakers: the random slice as before.
+    pair = [Utterance(id=u.id, audio=u.audio, text="x", speaker=f"s{i % 2}") for i, u in enumerate(utterances)]
+    assert split_heldout(pair, options) == split_heldout(pair, TrainOptions(seed=3))
+
+
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(learning_rate=0), dict(pack_seconds=3), dict(patience=0),
                                  dict(heldout_fraction=0.7), dict(batch_size=0),
                                  dict(selection="best")])
