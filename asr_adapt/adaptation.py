@@ -81,7 +81,8 @@ def _wer(loaded, utterances: Sequence[Utterance]) -> float | None:
         return None
     from .audio import load_audio
 
-    transcriber = Transcriber(loaded, TranscribeOptions(max_new_tokens=200))
+    # Greedy: the guard compares before with after, both read the same way, and stays cheap.
+    transcriber = Transcriber(loaded, TranscribeOptions(beam_size=1, max_new_tokens=200))
     hypotheses = transcriber.transcribe_arrays([load_audio(u.audio) for u in utterances])
     return score([u.text for u in utterances], hypotheses).wer
 

@@ -45,6 +45,8 @@ class Backend(ABC):
     name: str = ""
     #: Whether the model reads a text prompt (Whisper) or not (CTC).
     takes_prompt: bool = False
+    #: Beam width when the user does not choose one (``TranscribeOptions.beam_size`` None).
+    default_beam_size: int = 1
 
     # ------------------------------------------------------------------ loading
     @abstractmethod
@@ -107,6 +109,8 @@ class WhisperBackend(Backend):
 
     name = "whisper"
     takes_prompt = True
+    # Whisper's own decoding (openai-whisper, faster-whisper) searches a beam of 5.
+    default_beam_size = 5
 
     def load(self, path, config, placement, attempt, **where):
         from transformers import WhisperForConditionalGeneration, WhisperProcessor

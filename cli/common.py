@@ -29,7 +29,8 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, default=defaults.batch_size,
                        help=f"windows decoded at once (default: {defaults.batch_size})")
     group.add_argument("--beam-size", type=int, default=defaults.beam_size,
-                       help=f"1 = greedy; CTC models decode greedily only (default: {defaults.beam_size})")
+                       help="1 = greedy (faster); CTC models decode greedily only (default: 5 for Whisper, "
+                            "as openai-whisper and faster-whisper do; 1 for CTC)")
     group.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
                        help=f"longest text per 30 s window, in tokens; Whisper only (default: {defaults.max_new_tokens})")
     group.add_argument("--language", default=defaults.language,

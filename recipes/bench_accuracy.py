@@ -18,7 +18,9 @@ never saw. Experiments:
 Seeds change the drawn speakers/utterances and the training order. Results are appended to
 ``--out`` (JSON) run by run, and a run already there is skipped, so an interrupted benchmark
 resumes. ``--eval-per-speaker N`` scores the first N utterances of each evaluation speaker
-(the unadapted baseline is scored on exactly the same subset).
+(the unadapted baseline is scored on exactly the same subset). Scoring decodes as
+``asr-adapt eval`` does (a beam of 5 for Whisper since session 6; results recorded before
+it were greedy); ``--beam-size 1`` gives the greedy figures.
 
     python recipes/bench_accuracy.py --experiments samples,adults,children,curve,all-adults \\
         --seeds 0,1,2 [--eval-per-speaker 10] [--out out/bench_accuracy.json]
@@ -99,8 +101,9 @@ class Bench:
     """Runs and records the experiments; one JSON file holds every finished run."""
 
     def __init__(self, out: Path, eval_per_speaker: int | None, train_overrides: dict | None = None,
-                 lora_overrides: dict | None = None, tag: str = ""):
+                 lora_overrides: dict | None = None, tag: str = "", beam_size: int | None = None):
         self.out = out
+        self.beam_size = beam_size  # None: the model's default (5 for Whisper)
         self.train_overrides = train_overrides or {}
         self.lora_overrides = lora_overrides or {}
         self.tag = tag
@@ -126,12 +129,14 @@ class Bench:
 
     def wer(self, loaded, utterances) -> dict:
         from asr_adapt.evaluation import score
-        from asr_adapt.transcribe import Transcriber
+        from asr_adapt.transcribe import Transcriber, TranscribeOptions
 
         started = time.perf_counter()
-        hypotheses = Transcriber(loaded).transcribe_arrays(self.audio(utterances))
+        transcriber = Transcriber(loaded, TranscribeOptions(beam_size=self.beam_size))
+        hypotheses = transcriber.transcribe_arrays(self.audio(utterances))
         report = score([u.text for u in utterances], hypotheses)
-        return {"wer": report.wer, "utterances": len(utterances), "seconds": round(time.perf_counter() - started, 1)}
+        return {"wer": report.wer, "utterances": len(utterances), "beam_size": transcriber.options.beam_size,
+                "seconds": round(time.perf_counter() - started, 1)}
 
     def baseline(self, key: str, test: list[Utterance]) -> dict:
         from asr_adapt.models import resolve_model
@@ -176,7 +181,8 @@ class Bench:
 
 
 def run(args) -> None:
-    bench = Bench(args.out, args.eval_per_speaker, json.loads(args.train), json.loads(args.lora), args.tag)
+    bench = Bench(args.out, args.eval_per_speaker, json.loads(args.train), json.loads(args.lora), args.tag,
+                  args.beam_size)
     seeds = [int(s) for s in args.seeds.split(",")]
     wanted = args.experiments.split(",")
     unknown = set(wanted) - set(EXPERIMENTS)
@@ -260,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", default="{}", help='TrainOptions overrides as JSON, e.g. \'{"learning_rate": 3e-4}\'')
     parser.add_argument("--lora", default="{}", help='LoraSettings overrides as JSON, e.g. \'{"where": "encoder"}\'')
     parser.add_argument("--tag", default="", help="suffix of the result keys of this variant (needed with overrides)")
+    parser.add_argument("--beam-size", type=int, default=None,
+                        help="decoding beam for scoring (default: the model's, 5 for Whisper; results before "
+                             "2026-11-29 19:00 UTC were scored greedily, 1). Give each beam its own --out")
     parser.add_argument("--report", type=Path, help="print markdown tables from a results file and exit")
     args = parser.parse_args(argv)
     if args.report:

@@ -106,7 +106,7 @@ def test_transcribe_writes_each_format(capsys, tmp_path, tiny_whisper_dir):
         assert sorted(p.name for p in out.iterdir()) == [f"a.{fmt}", f"b.{fmt}"]
     data = json.loads((tmp_path / "out_json" / "a.json").read_text())
     assert data["source"].endswith("a.flac") and data["duration"] == 2.0
-    assert data["options"]["beam_size"] == 1
+    assert data["options"]["beam_size"] == 5  # Whisper's own default beam, recorded
     code, out, _ = run_cli(capsys, "transcribe", files[0], "--model", tiny_whisper_dir, *FAST, "--output", "json")
     assert json.loads(out)["model"] == str(tiny_whisper_dir)
 

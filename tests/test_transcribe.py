@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 import soundfile as sf
 
@@ -38,6 +39,37 @@ def test_one_result_per_file_in_order(tiny_transcriber, tmp_path):
     assert [r.duration for r in results] == [1.0, 2.0, 0.5, 3.0, 1.5]
     assert all(r.model == tiny_transcriber.loaded.name for r in results)
     assert results[0].options["batch_size"] == 3
+
+
+def test_whisper_searches_a_beam_of_five_unless_told(tiny_whisper_dir, monkeypatch):
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    beams = []
+    generate = loaded.model.generate
+    monkeypatch.setattr(loaded.model, "generate", lambda *a, **kw: beams.append(kw["num_beams"]) or generate(*a, **kw))
+    clip = np.random.default_rng(0).normal(0, 0.1, SAMPLE_RATE).astype(np.float32)
+    default = Transcriber(loaded, TranscribeOptions(max_new_tokens=3))
+    greedy = Transcriber(loaded, TranscribeOptions(beam_size=1, max_new_tokens=3))
+    assert default.options.beam_size == 5 and greedy.options.beam_size == 1  # what reports record
+    default.transcribe_arrays([clip])
+    greedy.transcribe_arrays([clip])
+    assert beams[0] == 5 and beams[-1] == 1
+
+
+def test_beam_search_cache_gives_the_same_beams(bundled_model):
+    """Skipping the cross-attention reorder (a speed-up) must not change a single token of
+    any beam; real speech on the real model, so that beams do get reordered."""
+    from pathlib import Path
+
+    from asr_adapt.transcribe import beam_search_cache
+
+    test_dir = Path(__file__).resolve().parents[1] / "samples" / "test"
+    clips = [load_audio(path) for path in sorted(test_dir.glob("*.flac"))[:3]]
+    features = bundled_model.processor.feature_extractor(clips, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+    kwargs = dict(num_beams=4, num_return_sequences=4, do_sample=False, max_new_tokens=24)
+    plain = bundled_model.model.generate(features.input_features, **kwargs)
+    shared = bundled_model.model.generate(features.input_features, past_key_values=beam_search_cache(), **kwargs)
+    assert plain.shape == shared.shape and plain.shape[0] == 12
+    assert torch.equal(plain, shared)
 
 
 def test_batched_equals_one_at_a_time(tiny_whisper_dir):

@@ -92,6 +92,10 @@ def test_beam_search_is_refused_for_ctc(ctc):
         Transcriber(ctc, TranscribeOptions(beam_size=4))
 
 
+def test_ctc_decodes_greedily_by_default(ctc):
+    assert Transcriber(ctc, TranscribeOptions()).options.beam_size == 1
+
+
 # --------------------------------------------------------------------------- text
 
 
