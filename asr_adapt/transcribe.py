@@ -196,7 +196,9 @@ def beam_search_cache():
     transformers reorders every cached tensor after each beam step, the encoder's keys and
     values too (for tiny.en, batch 8 x 5 beams: ~740 MB copied per token). All beams of one
     input share those, and a beam only ever continues a beam of its own input, so the
-    reorder is a costly identity: skipping it gives the same text 2-3x faster on a CPU."""
+    reorder is a costly identity. Skipping it gives the same tokens; on an idle 2-core CPU
+    it is level, with another process competing for memory bandwidth 2-3x faster
+    (BENCHMARKS.md)."""
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
     class SharedCrossAttentionCache(EncoderDecoderCache):
