@@ -109,20 +109,25 @@ def percentile(values, q):
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def bench(loaded, utterances, options: StreamingOptions, label: str, encoder_window=None) -> dict:
-    from asr_adapt.transcribe import Transcriber
+def bench(loaded, utterances, options: StreamingOptions, label: str, encoder_window=None,
+          modes=("fixed_hop", "live"), offline_beam: int = 1) -> dict:
+    """Stream each utterance in ``modes`` and time its words' commits against the offline
+    transcription of the same files (decoded with a beam of ``offline_beam``)."""
+    from asr_adapt.transcribe import TranscribeOptions, Transcriber
 
     audios = [load_audio(u.audio) for u in utterances]
     started = time.perf_counter()
-    offline = Transcriber(loaded).transcribe_arrays(audios)
+    offline = Transcriber(loaded, TranscribeOptions(beam_size=offline_beam)).transcribe_arrays(audios)
     offline_seconds = time.perf_counter() - started
     processor = StreamingProcessor(WhisperDecoder(loaded, encoder_window=encoder_window), options)
     ends = [word_end_times(loaded, audio) for audio in audios]
     report = {"label": label, "model": loaded.name, "files": len(audios),
               "audio_seconds": round(sum(len(a) for a in audios) / SAMPLE_RATE, 1),
-              "offline_wer": score([u.text for u in utterances], offline).wer,
+              "offline_wer": score([u.text for u in utterances], offline).wer, "offline_beam": offline_beam,
+              "offline_texts": offline,
               "offline_rtf": offline_seconds / (sum(len(a) for a in audios) / SAMPLE_RATE)}
-    for mode, simulate in (("fixed_hop", run_deterministic), ("live", simulate_live)):
+    simulations = {"fixed_hop": run_deterministic, "live": simulate_live}
+    for mode, simulate in ((m, simulations[m]) for m in modes):
         texts, commit, cpu_commit, algorithmic = [], [], [], []
         matched = total = decodes = 0
         compute = cpu = max_buffer = 0.0
@@ -153,6 +158,7 @@ def bench(loaded, utterances, options: StreamingOptions, label: str, encoder_win
             "words_timed": matched, "words_committed": total,
             "rtf": compute / report["audio_seconds"], "decodes": decodes,
             "seconds_per_decode": compute / decodes if decodes else None, "max_buffer_seconds": max_buffer,
+            "texts": texts,
         }
     return report
 
@@ -194,6 +200,13 @@ def main(argv=None) -> int:
     parser.add_argument("--speechocean", type=int, default=0,
                         help="also this many speechocean762 train files, when ../shared/data has them")
     parser.add_argument("--hop", type=float, default=StreamingOptions().hop_seconds)
+    parser.add_argument("--pause", type=float, default=StreamingOptions().pause_seconds,
+                        help="silence that ends a phrase, seconds")
+    parser.add_argument("--agreement", type=int, default=StreamingOptions().agreement)
+    parser.add_argument("--modes", default="fixed_hop,live",
+                        help="fixed_hop (deterministic; its algorithmic latency needs no fast machine), live")
+    parser.add_argument("--offline-beam", type=int, default=1,
+                        help="beam of the offline reference (default 1: greedy, as live decodes)")
     parser.add_argument("--prompt", action=argparse.BooleanOptionalAction, default=StreamingOptions().use_prompt)
     parser.add_argument("--force-committed", action=argparse.BooleanOptionalAction,
                         default=StreamingOptions().force_committed,
@@ -223,23 +236,29 @@ def main(argv=None) -> int:
     ocean = REPO.parent / "shared" / "data" / "speechocean762" / "train"
     if args.speechocean and (ocean / "manifest.jsonl").is_file():
         sets.append(("speechocean762", read_manifest(ocean / "manifest.jsonl")[:args.speechocean]))
-    options = StreamingOptions(hop_seconds=args.hop, use_prompt=args.prompt, force_committed=args.force_committed)
+    options = StreamingOptions(hop_seconds=args.hop, pause_seconds=args.pause, agreement=args.agreement,
+                               cut_pause_seconds=min(0.15, args.pause), use_prompt=args.prompt,
+                               force_committed=args.force_committed)
+    modes = tuple(m for m in args.modes.split(",") if m)
     loaded = resolve_model(args.model, device=args.device)
     runs = []
     load_before = os.getloadavg()
     for name, items in sets if args.base else []:
-        runs.append({"set": name, **bench(loaded, items, options, f"{name} base", args.encoder_window)})
+        runs.append({"set": name, **bench(loaded, items, options, f"{name} base", args.encoder_window, modes,
+                                                  args.offline_beam)})
     if args.with_profile:
         profile = ensure_profile(args.home, args.model, args.device, json.loads(args.train))
         switcher = AdapterSwitcher(loaded)
         switcher.use(profile)
         for name, items in sets:
-            runs.append({"set": name, **bench(loaded, items, options, f"{name} +profile", args.encoder_window)})
+            runs.append({"set": name, **bench(loaded, items, options, f"{name} +profile", args.encoder_window,
+                                                      modes, args.offline_beam)})
     machine = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "load_before": load_before, "load_after": os.getloadavg(), "platform": platform.platform(),
                "device": str(loaded.placement), "cuda": torch.cuda.is_available(),
                "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    result = {"options": {"hop_seconds": options.hop_seconds, "agreement": options.agreement,
+    result = {"options": {"hop_seconds": options.hop_seconds, "agreement": options.agreement, "modes": modes,
+                          "offline_beam": args.offline_beam,
                           "pause_seconds": options.pause_seconds, "use_prompt": options.use_prompt,
                           "force_committed": options.force_committed,
                           "encoder_window": WhisperDecoder(loaded, encoder_window=args.encoder_window).encoder_window},
@@ -248,7 +267,7 @@ def main(argv=None) -> int:
           "p50 / p90 s | CPU RTF | algorithmic p50 / p90 s | live WER | offline WER | rel. change |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
-        for mode in ("fixed_hop", "live"):
+        for mode in modes:
             m = r[mode]
             change = f"{100 * m['relative_wer_change']:+.1f}%" if m["relative_wer_change"] is not None else "n/a"
             print(f"| {r['set']} | {r['model']} | {mode} | {r['files']} | {r['audio_seconds']} | "
