@@ -442,7 +442,10 @@ def compare_profile(profile_name: str, utterances: Sequence[Utterance],
               "adapter_version": profile.adapter_dir.name, "device": str(loaded.placement),
               **adaptation_facts(info.metrics),
               # The options as decoded (the beam resolved for this model), not as asked.
-              "options": before.meta.get("options", asdict(options)), **(meta or {})}
+              "options": before.meta.get("options", asdict(options)),
+              "encoder_window_read": {"before": before.meta.get("encoder_window_read"),
+                                      "after": after.meta.get("encoder_window_read")},
+              **(meta or {})}
     return compare_reports(before, after, meta=record)
 
 

@@ -5,7 +5,9 @@ reference implementations pad. Its cost grows with its input, and a streaming bu
 few seconds, so reading only the audio plus a margin (whisper.cpp's ``--audio-ctx``) makes a
 live step several times cheaper. Adapters are trained on the same short windows (by
 default; ``TrainOptions.short_window_share``), so that a profile keeps its accuracy there,
-and training itself does not pay for 30 s of padding per utterance.
+and training itself does not pay for 30 s of padding per utterance. Offline transcription
+can read such profiles' audio in short windows too (``TranscribeOptions.encoder_window``
+"auto"); it reads the full window by default, which measured better on real speech.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from .errors import ManifestError
 from .evaluation import EvalReport, score
 from .manifest import Utterance
 from .models import LoadedModel
-from .transcribe import Transcriber, TranscribeOptions
+from .transcribe import Transcriber, TranscribeOptions, reads_short_windows
 
 
 def evaluate_manifest(loaded: LoadedModel, utterances: Sequence[Utterance],
@@ -32,6 +32,8 @@ def evaluate_manifest(loaded: LoadedModel, utterances: Sequence[Utterance],
         "model": loaded.name, "model_kind": loaded.kind, "model_path": loaded.path,
         "weights_sha256": loaded.weights_sha256, "device": str(loaded.placement),
         "options": asdict(transcriber.options), "skipped_unlabeled": len(utterances) - len(labeled),
+        # What "auto" resolved to for this model: the encoder read short windows, or 30 s.
+        "encoder_window_read": "short" if reads_short_windows(loaded, transcriber.options) else "full",
         "transcribe_seconds": round(elapsed, 2),
         "real_time_factor": round(elapsed / audio_seconds, 4) if audio_seconds else None,
     })

@@ -18,6 +18,8 @@ from .models import LoadedModel
 MAX_TOKENS_PER_SECOND = 10
 #: Whisper's threshold: text whose gzip compression ratio exceeds this is a repetition loop.
 COMPRESSION_RATIO_THRESHOLD = 2.4
+#: The shortest encoder window "auto" gives a short-window profile offline (its training's minimum).
+OFFLINE_MIN_WINDOW_SECONDS = 4.0
 
 
 def compression_ratio(text: str) -> float:
@@ -50,6 +52,14 @@ class TranscribeOptions:
     max_seconds: float | None = DEFAULT_MAX_SECONDS
     #: Long audio is cut into pieces of at most this many seconds (Whisper sees 30 s).
     window_seconds: float = 29.0
+    #: What Whisper's encoder reads per piece: "full", its 30 s window, which the plain model
+    #: was trained on; "auto", the piece plus 1 s (at least :data:`OFFLINE_MIN_WINDOW_SECONDS`)
+    #: for a profile whose adapter was trained on such short windows only (as ``live`` reads
+    #: them), 30 s otherwise; or a number of seconds, the shortest window, for any model.
+    #: "full" by default, as measured with a beam of 5 (BENCHMARKS.md): "auto" gave the sample
+    #: speaker 9.95% instead of 10.26% WER (3 seeds) but adult speechocean762 groups 26.3%
+    #: instead of 24.8% (2 adapted seeds). See :mod:`asr_adapt.encoder_window`.
+    encoder_window: str | float = "full"
 
     def __post_init__(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -62,6 +72,9 @@ class TranscribeOptions:
             raise OptionsError(f"window must be between 1 and 30 seconds, got {self.window_seconds}")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise OptionsError(f"maximum length must be positive, got {self.max_seconds}")
+        from .streaming import check_encoder_window
+
+        object.__setattr__(self, "encoder_window", check_encoder_window(self.encoder_window))
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,10 @@ class Transcriber:
         """Transcribe pieces of at most 30 s each; silent pieces give empty text."""
         texts = [""] * len(audios)
         todo = [i for i, audio in enumerate(audios) if len(audio) and not is_silent(audio)]
+        if reads_short_windows(self.loaded, self.options):
+            # A short window fits a batch's longest piece: batching pieces of like length
+            # keeps the others' padding close to what training gave them.
+            todo.sort(key=lambda i: len(audios[i]))
         for begin in range(0, len(todo), self.options.batch_size):
             batch = todo[begin:begin + self.options.batch_size]
             for i, text in zip(batch, self._decode([audios[i] for i in batch])):
@@ -225,10 +242,63 @@ def whisper_decode(loaded: LoadedModel, audios: list[np.ndarray], options: Trans
     kwargs.update(overrides)
     if kwargs["num_beams"] > 1:
         kwargs["past_key_values"] = beam_search_cache()
-    tokens = loaded.model.generate(inputs, attention_mask=features.attention_mask.to(placement.device), **kwargs)
+    attention_mask = features.attention_mask.to(placement.device)
+    frames = offline_window_frames(loaded, audios, options)
+    if frames < inputs.shape[-1]:
+        from transformers.modeling_outputs import BaseModelOutput
+
+        from .encoder_window import encode
+
+        encoded = encode(loaded.model, inputs, frames)
+        tokens = loaded.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
+                                       attention_mask=attention_mask[:, :frames], **kwargs)
+    else:
+        tokens = loaded.model.generate(inputs, attention_mask=attention_mask, **kwargs)
     texts = [text.strip() for text in processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+    if frames < inputs.shape[-1]:
+        texts = _redo_doubled_in_full_window(loaded, audios, texts, options, overrides)
     if not overrides:
         texts = _retry_runaways(loaded, audios, texts, options)
+    return texts
+
+
+def offline_window_frames(loaded: LoadedModel, audios: list[np.ndarray], options: TranscribeOptions) -> int:
+    """Feature frames the encoder reads for this batch: 3000 (Whisper's 30 s), or, for a short
+    window (see ``TranscribeOptions.encoder_window``), the longest piece plus a margin."""
+    from .encoder_window import window_frames
+
+    if not reads_short_windows(loaded, options):
+        return FULL_WINDOW_FRAMES
+    window = OFFLINE_MIN_WINDOW_SECONDS if options.encoder_window == "auto" else options.encoder_window
+    return window_frames(max(len(a) for a in audios), float(window), FULL_WINDOW_FRAMES)
+
+
+#: Whisper's encoder window in feature frames (30 s).
+FULL_WINDOW_FRAMES = 3000
+
+
+def reads_short_windows(loaded: LoadedModel, options: TranscribeOptions) -> bool:
+    """Whether the encoder reads short windows: asked for in seconds, or "auto" with a
+    profile trained on short windows only (``loaded.info``, set when a profile is loaded)."""
+    if options.encoder_window == "auto":
+        info = getattr(loaded, "info", None) or {}
+        return bool(info.get("profile") and info.get("short_windows"))
+    return options.encoder_window != "full"
+
+
+def _redo_doubled_in_full_window(loaded: LoadedModel, audios: list[np.ndarray], texts: list[str],
+                                 options: TranscribeOptions, overrides: dict) -> list[str]:
+    """A short window with little silence after the speech sometimes makes Whisper say a
+    phrase twice in a row (as in live decoding); the full window does not. Such pieces, and
+    repetition loops, are decoded again over the full window."""
+    from .streaming import says_twice
+
+    redo = [i for i, text in enumerate(texts) if says_twice(text.split()) or is_runaway(text)]
+    if redo:
+        full = replace(options, encoder_window="full")
+        again = whisper_decode(loaded, [audios[i] for i in redo], full, **overrides)
+        for i, text in zip(redo, again):
+            texts[i] = text
     return texts
 
 

@@ -35,14 +35,19 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"longest text per 30 s window, in tokens; Whisper only (default: {defaults.max_new_tokens})")
     group.add_argument("--language", default=defaults.language,
                        help="spoken language for multilingual models (default: en)")
+    group.add_argument("--encoder-window", default=defaults.encoder_window, metavar="auto|full|SECONDS",
+                       help="how much audio Whisper's encoder reads per piece: 'full' (its 30 s window), at "
+                            "least SECONDS (the piece plus 1 s), or 'auto': short windows for a profile "
+                            "trained on them only, as live reads them, the full window otherwise "
+                            "(default: full; BENCHMARKS.md measured auto on real speech: worse)")
     group.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_SECONDS / 60,
                        help="refuse files longer than this (default: %(default).0f)")
 
 
 def decoding_options(args: argparse.Namespace) -> TranscribeOptions:
     return TranscribeOptions(batch_size=args.batch_size, beam_size=args.beam_size,
-                             max_new_tokens=args.max_new_tokens,
-                             language=args.language, max_seconds=args.max_minutes * 60)
+                             max_new_tokens=args.max_new_tokens, language=args.language,
+                             max_seconds=args.max_minutes * 60, encoder_window=args.encoder_window)
 
 
 def load_model(args: argparse.Namespace):

@@ -101,8 +101,10 @@ class Bench:
     """Runs and records the experiments; one JSON file holds every finished run."""
 
     def __init__(self, out: Path, eval_per_speaker: int | None, train_overrides: dict | None = None,
-                 lora_overrides: dict | None = None, tag: str = "", beam_size: int | None = None):
+                 lora_overrides: dict | None = None, tag: str = "", beam_size: int | None = None,
+                 encoder_windows: tuple = ("full",)):
         self.out = out
+        self.encoder_windows = encoder_windows  # the first one gives the row's "wer"
         self.beam_size = beam_size  # None: the model's default (5 for Whisper)
         self.train_overrides = train_overrides or {}
         self.lora_overrides = lora_overrides or {}
@@ -127,15 +129,17 @@ class Bench:
                 self._audio_cache[u.audio] = load_audio(u.audio)
         return [self._audio_cache[u.audio] for u in utterances]
 
-    def wer(self, loaded, utterances) -> dict:
+    def wer(self, loaded, utterances, encoder_window="full") -> dict:
         from asr_adapt.evaluation import score
-        from asr_adapt.transcribe import Transcriber, TranscribeOptions
+        from asr_adapt.transcribe import Transcriber, TranscribeOptions, reads_short_windows
 
         started = time.perf_counter()
-        transcriber = Transcriber(loaded, TranscribeOptions(beam_size=self.beam_size))
+        transcriber = Transcriber(loaded, TranscribeOptions(beam_size=self.beam_size, encoder_window=encoder_window))
         hypotheses = transcriber.transcribe_arrays(self.audio(utterances))
         report = score([u.text for u in utterances], hypotheses)
         return {"wer": report.wer, "utterances": len(utterances), "beam_size": transcriber.options.beam_size,
+                "encoder_window": encoder_window,
+                "short_windows_read": reads_short_windows(loaded, transcriber.options),
                 "seconds": round(time.perf_counter() - started, 1)}
 
     def baseline(self, key: str, test: list[Utterance]) -> dict:
@@ -164,7 +168,12 @@ class Bench:
         started = time.perf_counter()
         _, result = train_adapter(loaded, train, LoraSettings(**self.lora_overrides), options)
         train_seconds = time.perf_counter() - started
-        scored = self.wer(loaded, test)  # the best adapter is loaded in place (epoch 0 = none)
+        # As a saved profile would be: "auto" reads short windows with adapters trained on them only.
+        # (No adapter is saved when no epoch beat the base model: then the plain model reads 30 s.)
+        loaded.info.update(profile="bench", short_windows=options.short_window_share >= 1.0 and result.best_epoch > 0)
+        by_window = {str(w): self.wer(loaded, test, w) for w in self.encoder_windows}  # best adapter in place
+        scored = dict(by_window[str(self.encoder_windows[0])])
+        scored["wer_by_window"] = {w: r["wer"] for w, r in by_window.items()}
         enrolled = summarize(train)
         row = {"key": key, "kind": "adapted", "seed": seed, **extra, **scored,
                "train_overrides": self.train_overrides, "lora_overrides": self.lora_overrides,
@@ -181,8 +190,9 @@ class Bench:
 
 
 def run(args) -> None:
+    windows = tuple(w if w in ("auto", "full") else float(w) for w in args.encoder_windows.split(","))
     bench = Bench(args.out, args.eval_per_speaker, json.loads(args.train), json.loads(args.lora), args.tag,
-                  args.beam_size)
+                  args.beam_size, windows)
     seeds = [int(s) for s in args.seeds.split(",")]
     wanted = args.experiments.split(",")
     unknown = set(wanted) - set(EXPERIMENTS)
@@ -269,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beam-size", type=int, default=None,
                         help="decoding beam for scoring (default: the model's, 5 for Whisper; results before "
                              "2026-11-29 19:00 UTC were scored greedily, 1). Give each beam its own --out")
+    parser.add_argument("--encoder-windows", default="full",
+                        help="comma-separated encoder windows to score adapted models with (auto, full, "
+                             "seconds); the first gives the row's WER")
     parser.add_argument("--report", type=Path, help="print markdown tables from a results file and exit")
     args = parser.parse_args(argv)
     if args.report:

@@ -67,6 +67,7 @@ def test_transcribe_checks_every_file_before_loading_the_model(capsys, tmp_path,
     (["--model", "whisper-huge"], "unknown model 'whisper-huge'"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--batch-size", "0"], "batch size"),
+    (["--encoder-window", "short"], "encoder window must be 'auto', 'full' or seconds"),
 ])
 def test_transcribe_bad_options(capsys, wav, argv, pattern):
     code, _, err = run_cli(capsys, "transcribe", wav, *argv)

@@ -93,6 +93,8 @@ def test_compare_writes_reports_and_prints_markdown(capsys, tmp_path, tiny_whisp
     assert meta["profile"] == "me" and meta["manifest"] == str(manifest)
     assert meta["options"]["max_new_tokens"] == 4
     assert meta["options"]["beam_size"] == 5  # as decoded: Whisper's default beam, not "None"
+    # "auto" windows: this adapter's settings do not say it was trained on short windows only.
+    assert meta["encoder_window_read"] == {"before": "full", "after": "full"}
     assert meta["before"]["model"] == str(tiny_whisper_dir)
     assert meta["after"]["model"] == f"{tiny_whisper_dir}+me"
 

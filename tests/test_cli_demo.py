@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -25,4 +26,7 @@ def test_demo_adapts_the_sample_speaker_and_writes_the_report(capsys, tmp_path, 
     assert before > 40 and after < 0.6 * before, (before, after)
     report = (out / "compare.md").read_text()
     assert "Worst regressions" in report and (out / "compare.png").stat().st_size > 1000
+    # Offline decoding reads Whisper's full window by default, the adapted model's too.
+    meta = json.loads((out / "compare.json").read_text())["meta"]
+    assert meta["encoder_window_read"] == {"before": "full", "after": "full"}, meta
     assert "Traceback" not in err

@@ -22,7 +22,8 @@ def tiny_transcriber(tiny_whisper_dir):
 
 
 @pytest.mark.parametrize("bad", [dict(batch_size=0), dict(beam_size=0), dict(max_new_tokens=500),
-                                 dict(window_seconds=45), dict(max_seconds=-1)])
+                                 dict(window_seconds=45), dict(max_seconds=-1), dict(encoder_window="short"),
+                                 dict(encoder_window=1.0), dict(encoder_window=45)])
 def test_options_are_validated(bad):
     with pytest.raises(OptionsError):
         TranscribeOptions(**bad)
@@ -53,6 +54,63 @@ def test_whisper_searches_a_beam_of_five_unless_told(tiny_whisper_dir, monkeypat
     default.transcribe_arrays([clip])
     greedy.transcribe_arrays([clip])
     assert beams[0] == 5 and beams[-1] == 1
+
+
+def _encoder_windows(monkeypatch) -> list[int]:
+    """Record the frames of every short-window encoder pass."""
+    from asr_adapt import encoder_window
+
+    frames, real = [], encoder_window.encode
+    monkeypatch.setattr(encoder_window, "encode", lambda model, features, n: frames.append(n) or real(model, features, n))
+    return frames
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+def test_profiles_trained_on_short_windows_are_decoded_in_short_windows(tiny_whisper_dir, monkeypatch, beam):
+    """With "auto", as live: a short-window adapter reads the piece plus 1 s (at least 4 s);
+    the plain model and adapters that saw 30 s windows read Whisper's full window."""
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    frames = _encoder_windows(monkeypatch)
+    clips = [np.random.default_rng(i).normal(0, 0.1, int(s * SAMPLE_RATE)).astype(np.float32)
+             for i, s in enumerate((2.0, 5.5))]
+    transcriber = Transcriber(loaded, TranscribeOptions(beam_size=beam, max_new_tokens=3, encoder_window="auto"))
+    transcriber.transcribe_arrays(clips)
+    assert frames == []                                   # plain model: 30 s
+    loaded.info.update(profile="alice", short_windows=True)
+    texts = transcriber.transcribe_arrays(clips)
+    assert frames == [700] and all(isinstance(t, str) for t in texts)  # 5.5 s + 1 s, whole seconds
+    frames.clear()
+    Transcriber(loaded, TranscribeOptions(beam_size=beam, max_new_tokens=3, batch_size=1,
+                                          encoder_window="auto")).transcribe_arrays(clips)
+    assert frames == [400, 700]                           # 2 s + 1 s -> the 4 s minimum
+    frames.clear()
+    Transcriber(loaded, TranscribeOptions(beam_size=beam, max_new_tokens=3)).transcribe_arrays(clips)
+    assert frames == []                                   # the default: 30 s, whatever the profile
+    loaded.info["short_windows"] = False                 # an adapter that saw 30 s windows
+    transcriber.transcribe_arrays(clips)
+    assert frames == []
+    Transcriber(loaded, TranscribeOptions(beam_size=beam, max_new_tokens=3, encoder_window=10)).transcribe_arrays(clips)
+    assert frames == [1000]                               # asked for: at least 10 s
+
+
+def test_a_phrase_said_twice_in_a_short_window_is_decoded_again_in_the_full_one(tiny_whisper_dir, monkeypatch):
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    loaded.info.update(profile="alice", short_windows=True)
+    tokenizer = loaded.processor.tokenizer
+    once = tokenizer(" We watched the fireworks from the roof.", add_special_tokens=False).input_ids
+    twice = tokenizer(" We watched the fireworks from the roof. We watched the fireworks from the roof.",
+                      add_special_tokens=False).input_ids
+    windows = []
+
+    def generate(*args, **kwargs):
+        short = "encoder_outputs" in kwargs
+        windows.append("short" if short else "full")
+        return torch.tensor([twice if short else once])
+
+    monkeypatch.setattr(loaded.model, "generate", generate)
+    clip = np.random.default_rng(0).normal(0, 0.1, 3 * SAMPLE_RATE).astype(np.float32)
+    text = Transcriber(loaded, TranscribeOptions(beam_size=1, encoder_window="auto")).transcribe_arrays([clip])[0]
+    assert text == "We watched the fireworks from the roof." and windows == ["short", "full"]
 
 
 def test_beam_search_cache_gives_the_same_beams(bundled_model):
