@@ -303,6 +303,9 @@ class CtcBackend(Backend):
         if options.beam_size != 1:
             raise OptionsError("CTC models decode greedily here (beam search with an n-gram LM needs pyctcdecode "
                                "and kenlm, which asr-adapt does not ship); use --beam-size 1")
+        if options.encoder_window != "full":
+            raise OptionsError("--encoder-window shortens Whisper's fixed 30 s window; a CTC model reads "
+                               "exactly its audio already: leave it out")
 
     @torch.inference_mode()
     def decode(self, loaded, audios, options) -> list[str]:

@@ -185,6 +185,12 @@ def test_beam_search_is_refused_for_ctc(capsys, ctc_dir, home, tones):
     assert_one_line_error(code, err, "decode greedily")
 
 
+def test_encoder_windows_are_refused_for_ctc(capsys, ctc_dir, home, tones):
+    code, _, err = run_cli(capsys, "transcribe", home / "tones" / "t00.wav", "--model", ctc_dir,
+                           "--encoder-window", "auto")
+    assert_one_line_error(code, err, "a CTC model reads exactly its audio")
+
+
 def test_a_profile_of_another_backend_is_refused(capsys, tmp_path, home, tones):
     """A Whisper profile whose base model folder now holds a wav2vec2 model."""
     folder = tmp_path / "model"
