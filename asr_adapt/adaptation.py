@@ -174,7 +174,7 @@ def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: T
             report.warnings.append(
                 f"generic speech got worse: WER {100 * generic_before:.1f}% -> {100 * report.generic_wer_after:.1f}% "
                 "(the adapter fits this voice at some cost elsewhere; try fewer --epochs or a smaller --rank)")
-    settings = {"lora": lora.to_dict(), "training": dict(result.options), "device": str(compute)}
+    settings = {"lora": dict(result.lora), "training": dict(result.options), "device": str(compute)}
     if confusion:
         settings["domain"] = domain.to_dict()
         settings["unlabeled"] = {**collected.summary(), **collected.options}

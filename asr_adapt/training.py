@@ -479,6 +479,11 @@ def _check_unlabeled(labeled: int, unlabeled: Sequence[np.ndarray] | None, domai
                             f"{domain.min_unlabeled_seconds:.0f} s (a few minutes work best)")
 
 
+def enrolled_speakers(utterances: Sequence[Utterance]) -> int:
+    """How many voices an enrollment holds (utterances without a speaker count as one)."""
+    return max(1, len({u.speaker for u in utterances if u.speaker}))
+
+
 def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: LoraSettings | None = None,
                   options: TrainOptions | None = None, progress: bool = False,
                   on_epoch: Callable[[EpochRecord], None] | None = None,
@@ -497,9 +502,9 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     domain head trains alongside LoRA and is discarded afterwards. A non-finite loss or a
     runaway domain loss stops training (``result.diverged``); the best adapter so far is kept.
     """
-    lora = lora or LoraSettings()
     options = options or TrainOptions()
     labeled = [u for u in utterances if u.text is not None]
+    lora = (lora or LoraSettings()).resolved(enrolled_speakers(labeled))
     _check_unlabeled(len(labeled), unlabeled, domain, options)
     confusion_on = domain is not None and domain.enabled
     if len(labeled) < options.min_utterances:

@@ -75,7 +75,7 @@ def load_model_or_profile(args: argparse.Namespace):
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """LoRA and training flags, mapped 1:1 onto LoraSettings and TrainOptions."""
-    from asr_adapt.lora import PLACES, LoraSettings
+    from asr_adapt.lora import AUTO, PLACES, LoraSettings
     from asr_adapt.training import TrainOptions
 
     lora, train = LoraSettings(), TrainOptions()
@@ -84,8 +84,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--alpha", type=float, default=lora.alpha, help=f"LoRA alpha (default: {lora.alpha})")
     group.add_argument("--lora-dropout", type=float, default=lora.dropout,
                        help=f"LoRA dropout (default: {lora.dropout})")
-    group.add_argument("--adapt", choices=PLACES, default=lora.where, dest="lora_where",
-                       help=f"which half of Whisper gets adapters; CTC models have only an encoder "
+    group.add_argument("--adapt", choices=PLACES + (AUTO,), default=lora.where, dest="lora_where",
+                       help="which half of Whisper gets adapters: auto = the encoder for one speaker, both "
+                            "for a group (measured best for each); CTC models have only an encoder "
                             f"(default: {lora.where})")
     group.add_argument("--epochs", type=int, default=train.epochs, help=f"most epochs (default: {train.epochs})")
     group.add_argument("--learning-rate", "--lr", type=float, default=train.learning_rate,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from asr_adapt.errors import OptionsError
 from asr_adapt.lora import LoraSettings, attach_lora
 from asr_adapt.manifest import Utterance
 from asr_adapt.models import resolve_model
+from asr_adapt import training
 from asr_adapt.textstyle import to_whisper_style
 from asr_adapt.training import (TrainOptions, TrainingError, _Batcher, _Example, pack_windows, split_heldout,
                                 train_adapter)
@@ -97,6 +99,21 @@ def test_lora_settings_are_validated():
             LoraSettings(**bad)
 
 
+def test_auto_placement_is_the_encoder_for_one_voice_and_both_for_a_group(tiny_whisper_dir, tmp_path, monkeypatch):
+    assert LoraSettings().where == "auto"
+    assert LoraSettings().resolved(1).where == "encoder" and LoraSettings().resolved(3).where == "both"
+    assert LoraSettings(where="decoder").resolved(1).where == "decoder"  # asked for: kept
+    monkeypatch.setattr(training, "heldout_wer", lambda *a, **k: 0.5)
+    options = TrainOptions(epochs=1, pack_seconds=0, min_heldout=2)
+    for speakers, where in (("s", "encoder"), ("ab", "both")):
+        utterances = [replace(u, speaker=speakers[i % len(speakers)]) for i, u in enumerate(_tiny_utterances(tmp_path))]
+        loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+        peft_model, result = train_adapter(loaded, utterances, LoraSettings(rank=2), options)
+        names = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+        assert result.lora["where"] == where  # what the profile records: the placement used
+        assert any(".decoder." in n for n in names) == (where == "both")
+
+
 @pytest.mark.parametrize("where,expect_encoder,expect_decoder", [
     ("both", True, True), ("encoder", True, False), ("decoder", False, True)])
 def test_lora_lands_where_asked(tiny_whisper_dir, where, expect_encoder, expect_decoder):
@@ -142,7 +159,9 @@ def test_training_lowers_the_loss_and_keeps_the_best_epoch(tiny_whisper_dir, tmp
         loaded.model.model.decoder.layer_norm.weight.fill_(40.0)
     options = TrainOptions(epochs=10, learning_rate=3e-2, batch_size=4, pack_seconds=0, patience=10,
                            min_heldout=2, warmup_fraction=0.0)
-    peft_model, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=4), options)
+    # Both halves, as for a group: the widened decoder norm is what lets the loss move here.
+    peft_model, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=4, where="both"),
+                                       options)
     losses = [r.train_loss for r in result.history[1:]]
     assert losses[-1] < 0.7 * losses[0], losses  # measured: about 16 -> 9.5
     assert result.epochs_run == 10 and result.train_utterances == 8 and result.heldout_utterances == 2
