@@ -102,8 +102,9 @@ class Bench:
 
     def __init__(self, out: Path, eval_per_speaker: int | None, train_overrides: dict | None = None,
                  lora_overrides: dict | None = None, tag: str = "", beam_size: int | None = None,
-                 encoder_windows: tuple = ("full",)):
+                 encoder_windows: tuple = ("full",), model: str = MODEL):
         self.out = out
+        self.model = model
         self.encoder_windows = encoder_windows  # the first one gives the row's "wer"
         self.beam_size = beam_size  # None: the model's default (5 for Whisper)
         self.train_overrides = train_overrides or {}
@@ -137,7 +138,8 @@ class Bench:
         transcriber = Transcriber(loaded, TranscribeOptions(beam_size=self.beam_size, encoder_window=encoder_window))
         hypotheses = transcriber.transcribe_arrays(self.audio(utterances))
         report = score([u.text for u in utterances], hypotheses)
-        return {"wer": report.wer, "utterances": len(utterances), "beam_size": transcriber.options.beam_size,
+        return {"wer": report.wer, "utterances": len(utterances), "model": self.model,
+                "beam_size": transcriber.options.beam_size,
                 "encoder_window": encoder_window,
                 "short_windows_read": reads_short_windows(loaded, transcriber.options),
                 "seconds": round(time.perf_counter() - started, 1)}
@@ -146,7 +148,7 @@ class Bench:
         from asr_adapt.models import resolve_model
 
         if (row := self.done(key)) is None:
-            loaded = resolve_model(MODEL, device="cpu", dtype="float32")
+            loaded = resolve_model(self.model, device="cpu", dtype="float32")
             row = {"key": key, "kind": "baseline", **self.wer(loaded, test), "load": os.getloadavg()[0]}
             self.record(row)
             print(f"{key}: WER {100 * row['wer']:.1f}% on {row['utterances']} utterances", flush=True)
@@ -163,7 +165,7 @@ class Bench:
             key = f"{key}/{self.tag}"
         if (row := self.done(key)) is not None:
             return row
-        loaded = resolve_model(MODEL, device="cpu", dtype="float32")
+        loaded = resolve_model(self.model, device="cpu", dtype="float32")
         options = TrainOptions(**{"seed": seed, "time_budget_minutes": budget_minutes, **self.train_overrides})
         started = time.perf_counter()
         _, result = train_adapter(loaded, train, LoraSettings(**self.lora_overrides), options)
@@ -192,7 +194,7 @@ class Bench:
 def run(args) -> None:
     windows = tuple(w if w in ("auto", "full") else float(w) for w in args.encoder_windows.split(","))
     bench = Bench(args.out, args.eval_per_speaker, json.loads(args.train), json.loads(args.lora), args.tag,
-                  args.beam_size, windows)
+                  args.beam_size, windows, args.model)
     seeds = [int(s) for s in args.seeds.split(",")]
     wanted = args.experiments.split(",")
     unknown = set(wanted) - set(EXPERIMENTS)
@@ -279,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beam-size", type=int, default=None,
                         help="decoding beam for scoring (default: the model's, 5 for Whisper; results before "
                              "2026-11-29 19:00 UTC were scored greedily, 1). Give each beam its own --out")
+    parser.add_argument("--model", default=MODEL, help="the model adapted (default: %(default)s); give each "
+                                                           "model its own --out")
     parser.add_argument("--encoder-windows", default="full",
                         help="comma-separated encoder windows to score adapted models with (auto, full, "
                              "seconds); the first gives the row's WER")
