@@ -349,8 +349,10 @@ def check_encoder_window(value: str | float) -> str | float:
     """``"full"`` (Whisper's 30 s), or the fewest seconds the encoder reads (2-30: the buffer
     plus a margin, rounded up to whole seconds), or ``"auto"``: short windows of at least
     :data:`AUTO_ENCODER_SECONDS` for the plain base model and for adapters trained on short
-    windows only (``TrainOptions.short_window_share`` 1.0, the default), the full window for
-    adapters that saw 30 s windows in training, which depend on them: measured with a 4 s
+    windows only (``TrainOptions.short_window_share`` 1.0, the default) with LoRA in the
+    decoder too (groups' default placement), the full window for one voice's encoder-only
+    adapters (live WER 10.8% full vs 12.9% short) and for adapters that saw 30 s windows in
+    training, which depend on them (``personal.reads_best_in_short_windows``): measured with a 4 s
     minimum, a packed-only sample profile's live WER went from 14.1% to 39.9%, while the base
     model's fell from 63.8% to 58.3% and its steps became 4x cheaper (BENCHMARKS.md).
     Raises OptionsError for anything else."""

@@ -54,8 +54,9 @@ class TranscribeOptions:
     window_seconds: float = 29.0
     #: What Whisper's encoder reads per piece: "full", its 30 s window, which the plain model
     #: was trained on; "auto", the piece plus 1 s (at least :data:`OFFLINE_MIN_WINDOW_SECONDS`)
-    #: for a profile whose adapter was trained on such short windows only (as ``live`` reads
-    #: them), 30 s otherwise; or a number of seconds, the shortest window, for any model.
+    #: for a profile whose adapter was trained on such short windows only, with LoRA in the
+    #: decoder too (as ``live`` reads them; ``personal.reads_best_in_short_windows``), 30 s
+    #: otherwise; or a number of seconds, the shortest window, for any model.
     #: "full" by default, as measured with a beam of 5 (BENCHMARKS.md): "auto" gave the sample
     #: speaker 9.95% instead of 10.26% WER (3 seeds) but adult speechocean762 groups 26.3%
     #: instead of 24.8% (2 adapted seeds). See :mod:`asr_adapt.encoder_window`.
@@ -279,7 +280,7 @@ FULL_WINDOW_FRAMES = 3000
 
 def reads_short_windows(loaded: LoadedModel, options: TranscribeOptions) -> bool:
     """Whether the encoder reads short windows: asked for in seconds, or "auto" with a
-    profile trained on short windows only (``loaded.info``, set when a profile is loaded)."""
+    profile that reads best in them (``loaded.info``, set when a profile is loaded)."""
     if options.encoder_window == "auto":
         info = getattr(loaded, "info", None) or {}
         return bool(info.get("profile") and info.get("short_windows"))

@@ -38,7 +38,7 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--encoder-window", default=defaults.encoder_window, metavar="auto|full|SECONDS",
                        help="how much audio Whisper's encoder reads per piece: 'full' (its 30 s window), at "
                             "least SECONDS (the piece plus 1 s), or 'auto': short windows for a profile "
-                            "trained on them only, as live reads them, the full window otherwise "
+                            "trained on them only with LoRA in the decoder too, as live reads them, the full window otherwise "
                             "(default: full; BENCHMARKS.md measured auto on real speech: worse)")
     group.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_SECONDS / 60,
                        help="refuse files longer than this (default: %(default).0f)")

@@ -52,8 +52,9 @@ def register(subparsers) -> None:
     stream.add_argument("--encoder-window", default=DEFAULT_ENCODER_WINDOW, metavar="auto|full|SECONDS",
                         help="how much audio Whisper's encoder reads per step: 'full' (its 30 s window), "
                              "at least SECONDS (the buffer plus 1 s: faster), or 'auto': short for the "
-                             "base model and for profiles trained on short windows (the default), full "
-                             f"for adapters that saw 30 s windows (default: {DEFAULT_ENCODER_WINDOW})")
+                             "base model and for group profiles (trained on short windows, LoRA on both "
+                             "halves), full for one voice's encoder-only adapters and for adapters that "
+                             f"saw 30 s windows (default: {DEFAULT_ENCODER_WINDOW})")
     stream.add_argument("--threads", type=int, default=0,
                         help="CPU threads for the model (default: 0 = PyTorch's choice)")
     add_model_arguments(parser)

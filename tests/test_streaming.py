@@ -378,18 +378,22 @@ def test_auto_encoder_window_is_short_for_the_base_model_and_full_with_a_profile
 
 @pytest.mark.parametrize("settings, expected", [
     ({"training": {"short_window_share": 1.0}}, True),
+    ({"training": {"short_window_share": 1.0}, "lora": {"where": "both"}}, True),
+    ({"training": {"short_window_share": 1.0}, "lora": {"where": "decoder"}}, True),
+    # One voice's default placement: the plain decoder reads the full window better.
+    ({"training": {"short_window_share": 1.0}, "lora": {"where": "encoder"}}, False),
     ({"training": {"short_window_share": 0.5}}, False),   # saw 30 s windows too: reads best there
     ({"training": {"short_window_share": 0.0}}, False),
     ({"training": {}}, False),   # adapters made before short windows existed
     ({}, False),
 ])
-def test_only_adapters_trained_on_short_windows_get_them_live(settings, expected):
+def test_only_adapters_trained_on_short_windows_with_decoder_lora_get_them_live(settings, expected):
     from types import SimpleNamespace
 
-    from asr_adapt.personal import trained_on_short_windows
+    from asr_adapt.personal import reads_best_in_short_windows
 
     profile = SimpleNamespace(info=SimpleNamespace(settings=settings))
-    assert trained_on_short_windows(profile) is expected
+    assert reads_best_in_short_windows(profile) is expected
 
 
 def test_auto_encoder_window_is_short_with_a_profile_trained_on_short_windows(bundled_model, monkeypatch):
