@@ -174,7 +174,7 @@ class Bench:
         # and with LoRA in the decoder too (personal.reads_best_in_short_windows).
         # (No adapter is saved when no epoch beat the base model: then the plain model reads 30 s.)
         loaded.info.update(profile="bench", short_windows=options.short_window_share >= 1.0 and result.best_epoch > 0
-                           and result.lora.where != "encoder")
+                           and result.lora.get("where") != "encoder")
         by_window = {str(w): self.wer(loaded, test, w) for w in self.encoder_windows}  # best adapter in place
         scored = dict(by_window[str(self.encoder_windows[0])])
         scored["wer_by_window"] = {w: r["wer"] for w, r in by_window.items()}
