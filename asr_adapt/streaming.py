@@ -30,7 +30,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
@@ -75,16 +74,6 @@ class StreamingOptions:
     force_committed: bool = False
     #: How much of that text (characters, the most recent).
     prompt_chars: int = 200
-    #: Attention guard (AlignAtt, Papi et al. 2023, as in ufal/SimulStreaming): commit a word
-    #: only when the audio Whisper's alignment heads attend to for each of its tokens ends at
-    #: least this many seconds before the buffer does; a word still being heard is held back
-    #: even when two hypotheses agree on a guess for it. 0 turns it off. Decoders that report
-    #: it only (:class:`WhisperDecoder`, greedy path). Off by default: see BENCHMARKS.md.
-    stable_margin_seconds: float = 0.0
-    #: Commit nothing from a buffer shorter than this (seconds): from the first half second
-    #: of a phrase Whisper guesses, and with a short hop two guesses can agree ("We live" for
-    #: "William found"). 0 turns it off. Off by default: see BENCHMARKS.md.
-    min_commit_seconds: float = 0.0
     #: Less speech than this (seconds, by the VAD) in the buffer: nothing to decode.
     min_speech_seconds: float = 0.1
     vad: VadOptions = field(default_factory=VadOptions)
@@ -105,11 +94,6 @@ class StreamingOptions:
             raise OptionsError("prompt length must not be negative")
         if self.min_speech_seconds < 0:
             raise OptionsError("minimum speech must not be negative")
-        if not 0.0 <= self.stable_margin_seconds <= 2.0:
-            raise OptionsError(f"stable margin must be between 0 and 2 seconds, got {self.stable_margin_seconds}")
-        if not 0.0 <= self.min_commit_seconds <= 5.0:
-            raise OptionsError(f"minimum buffer to commit from must be between 0 and 5 seconds, "
-                               f"got {self.min_commit_seconds}")
 
 
 # --------------------------------------------------------------------------- the policy
@@ -185,20 +169,14 @@ class LocalAgreement:
         """The newest hypothesis' words after the committed ones."""
         return list(self._history[-1]) if self._history else []
 
-    def update(self, hypothesis: Sequence[str], stable: int | None = None) -> list[str]:
-        """Add a hypothesis of the whole buffer; return the words newly committed.
-
-        ``stable``: how many leading words of ``hypothesis`` the decoder heard whole (see
-        :attr:`StreamingOptions.stable_margin_seconds`); no word after them is committed,
-        agreed or not. None: no such limit."""
+    def update(self, hypothesis: Sequence[str]) -> list[str]:
+        """Add a hypothesis of the whole buffer; return the words newly committed."""
         _, start = align_prefix(self.committed, hypothesis)
         self._history.append(list(hypothesis[start:]))
         self._history = self._history[-self.n:]
         if len(self._history) < self.n:
             return []
         agreed = common_prefix(*self._history)
-        if stable is not None:
-            agreed = min(agreed, max(0, stable - start))
         new = self._history[-1][:agreed]
         self.committed.extend(new)
         self._history = [words[agreed:] for words in self._history]
@@ -242,16 +220,10 @@ class WhisperDecoder:
     """
 
     forces_prefix = True
-    #: Called with ``stable_margin=SECONDS``, it sets :attr:`last_stable_words`.
-    reports_stability = True
 
     def __init__(self, loaded, max_new_tokens: int = 440, language: str = "en",
                  encoder_window: str | float | None = None) -> None:
         self.loaded = loaded
-        #: After a call with ``stable_margin``: how many leading words of the text returned
-        #: were heard whole (every token's most attended audio frame ends ``stable_margin``
-        #: seconds or more before the buffer does). None after a call without it.
-        self.last_stable_words: int | None = None
         self.max_new_tokens = int(max_new_tokens)
         self.language = language
         self.encoder_window = check_encoder_window(DEFAULT_ENCODER_WINDOW if encoder_window is None
@@ -295,48 +267,32 @@ class WhisperDecoder:
             self._start_tokens = tokens
         return self._start_tokens
 
-    def __call__(self, audio: np.ndarray, prompt: str = "", prefix: Sequence[str] = (),
-                 stable_margin: float | None = None) -> str:
+    def __call__(self, audio: np.ndarray, prompt: str = "", prefix: Sequence[str] = ()) -> str:
         from .transcribe import is_runaway
 
-        self.last_stable_words = None
         inputs, attention_mask = self._features(audio)
         self._samples = len(audio)
         budget = self._token_budget(len(audio))
         if prompt.strip():
-            self.last_stable_words = 0 if stable_margin else None  # no alignment on this path
             return self._generate(inputs, attention_mask, budget, prompt)
         tokenizer = self.loaded.processor.tokenizer
         forced = tokenizer.encode(" " + " ".join(prefix), add_special_tokens=False) if prefix else []
         frames, full = self._window_frames(inputs), inputs.shape[-1]
-        attended: list[int] | None = [] if stable_margin else None
-        tokens = self._greedy(inputs, forced, max(budget, len(forced) + 8), frames, attended)
+        tokens = self._greedy(inputs, forced, max(budget, len(forced) + 8), frames)
         text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
         if frames < full and says_twice(text.split()):
             # With little silence after the speech, a short window sometimes makes Whisper
             # say a phrase twice in a row (measured: 6 of 10 start offsets of two joined
             # sample sentences); the full window does not. Speech that really repeats
             # itself comes out of the full window as well.
-            attended = [] if stable_margin else None
-            tokens = self._greedy(inputs, forced, max(budget, len(forced) + 8), full, attended)
+            tokens = self._greedy(inputs, forced, max(budget, len(forced) + 8), full)
             text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
         if is_runaway(text):  # a repetition loop: as offline, retry without repeated 4-grams
             text = self._generate(inputs, attention_mask, budget, "", no_repeat_ngram_size=4)
-            attended = None
-            self.last_stable_words = 0 if stable_margin else None
-        if attended is not None:
-            limit = int((len(audio) / SAMPLE_RATE - stable_margin) * ENCODER_FRAMES_PER_SECOND)
-            self.last_stable_words = stable_words(tokenizer, tokens[len(forced):], attended, limit,
-                                                  len(prefix))
         return text
 
-    def _greedy(self, inputs, forced: list[int], max_tokens: int, frames: int,
-                attended: list[int] | None = None) -> list[int]:
-        """Greedy decoding after the start sequence and ``forced``; returns forced + new tokens.
-
-        With ``attended`` (a list), appends to it, for each new token, the encoder frame
-        (20 ms each) its alignment heads attend to most (cross-attention, averaged over the
-        heads named in the generation config, as Whisper's word timestamps use them)."""
+    def _greedy(self, inputs, forced: list[int], max_tokens: int, frames: int) -> list[int]:
+        """Greedy decoding after the start sequence and ``forced``; returns forced + new tokens."""
         import torch
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
@@ -346,20 +302,15 @@ class WhisperDecoder:
         suppress = torch.tensor(list(config.suppress_tokens or []), dtype=torch.long, device=device)
         begin_suppress = torch.tensor(list(config.begin_suppress_tokens or []), dtype=torch.long, device=device)
         eos = config.eos_token_id
-        heads = list(getattr(config, "alignment_heads", None) or []) if attended is not None else []
         new: list[int] = []
-        with torch.inference_mode(), _eager_attention(model, bool(heads)):
+        with torch.inference_mode():
             encoded = encode(model, inputs, frames)
             decoder, head = model.get_decoder(), model.get_output_embeddings()
             cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
             step = torch.tensor([self.start_tokens() + forced], dtype=torch.long, device=device)
             for _ in range(max(0, max_tokens - len(forced))):
-                out = decoder(input_ids=step, encoder_hidden_states=encoded, past_key_values=cache,
-                              use_cache=True, output_attentions=bool(heads))
-                hidden = out.last_hidden_state
-                if heads:
-                    weights = torch.stack([out.cross_attentions[layer][0, h, -1].float() for layer, h in heads])
-                    attended.append(int(weights.mean(0).argmax()))
+                hidden = decoder(input_ids=step, encoder_hidden_states=encoded, past_key_values=cache,
+                                 use_cache=True).last_hidden_state
                 logits = head(hidden[:, -1]).float()
                 if suppress.numel():
                     logits[:, suppress] = -float("inf")
@@ -367,13 +318,9 @@ class WhisperDecoder:
                     logits[:, begin_suppress] = -float("inf")
                 token = int(logits.argmax(-1))
                 if token == eos:
-                    if attended is not None and heads:
-                        attended.pop()  # the end token's own attention is not a word's
                     break
                 new.append(token)
                 step = torch.tensor([[token]], dtype=torch.long, device=device)
-        if attended is not None and not heads:
-            attended.extend([0] * len(new))  # a model without alignment heads: no guard
         return forced + new
 
     def _generate(self, inputs, attention_mask, budget: int, prompt: str, **extra) -> str:
@@ -404,48 +351,6 @@ def says_twice(words: Sequence[str], shortest: int = 4) -> bool:
             if norm[start:start + length] == norm[start + length:start + 2 * length]:
                 return True
     return False
-
-
-#: Whisper's encoder emits 50 frames per second of audio (20 ms each).
-ENCODER_FRAMES_PER_SECOND = 50
-
-
-@contextmanager
-def _eager_attention(model, wanted: bool):
-    """Attention weights come only from the eager implementation (SDPA returns none): switch
-    the model to it for the duration, as transformers' own word timestamps do."""
-    config = model.config
-    previous = getattr(config, "_attn_implementation", None)
-    if not wanted or previous == "eager":
-        yield
-        return
-    config._attn_implementation = "eager"
-    try:
-        yield
-    finally:
-        config._attn_implementation = previous
-
-
-def stable_words(tokenizer, tokens: Sequence[int], attended: Sequence[int], limit: int, forced_words: int) -> int:
-    """How many leading words of ``forced words + decode(tokens)`` were heard whole: each of
-    their tokens attends most to an encoder frame before ``limit``. Words are counted as
-    ``text.split()`` counts them (a piece after whitespace starts a word); the first word
-    that holds a token at or after ``limit`` ends the count."""
-    started = forced_words                # words begun so far
-    after_space = forced_words == 0       # the text is stripped: its first piece starts a word
-    for token, frame in zip(tokens, attended):
-        piece = tokenizer.decode([token])
-        visible = bool(piece.strip())
-        starts = visible and (after_space or piece[:1].isspace())
-        if frame >= limit:
-            # Still being heard: this token's word is not whole, nor anything after it.
-            return max(0, started - 1) if visible and not starts else started
-        if visible:
-            started += starts
-            after_space = piece[-1:].isspace()
-        else:
-            after_space = True
-    return started
 
 
 def check_encoder_window(value: str | float) -> str | float:
@@ -515,7 +420,6 @@ class StreamingProcessor:
         self._current: list[str] = []
         self.max_buffer_seconds_seen = 0.0
         self.decodes = 0
-        self._stable: int | None = None
 
     # ----------------------------------------------------------------- state
 
@@ -581,20 +485,11 @@ class StreamingProcessor:
         audio = self._audio if end is None else self._audio[:end - self._buffer_start]
         self.decodes += 1
         self.max_buffer_seconds_seen = max(self.max_buffer_seconds_seen, len(audio) / SAMPLE_RATE)
-        extra = {}
         # Only a decode of the whole buffer may be forced: the committed words were heard in
         # all of it, and a shorter piece (a cut) may end before some of them.
         if end is None and self.options.force_committed and getattr(self.decoder, "forces_prefix", False):
-            extra["prefix"] = self.agreement.committed
-        # Only a decode of the whole buffer may hold words back: a phrase's end or a cut
-        # commits everything before it.
-        guarded = end is None and self.options.stable_margin_seconds > 0 and getattr(
-            self.decoder, "reports_stability", False)
-        if guarded:
-            extra["stable_margin"] = self.options.stable_margin_seconds
-        words = self.decoder(audio, self._prompt(), **extra).split()
-        self._stable = getattr(self.decoder, "last_stable_words", None) if guarded else None
-        return words
+            return self.decoder(audio, self._prompt(), prefix=self.agreement.committed).split()
+        return self.decoder(audio, self._prompt()).split()
 
     def _drop_until(self, sample: int) -> None:
         sample = min(max(sample, self._buffer_start), self.stream_samples)
@@ -652,9 +547,7 @@ class StreamingProcessor:
             self._decoded_until = self._buffer_start
             return self._update(committed, True, True, started)
         words = self._decode()
-        # A buffer too short to commit from still adds its hypothesis to the agreement.
-        stable = 0 if self.buffer_seconds < opts.min_commit_seconds else self._stable
-        committed = list(self.agreement.update(words, stable=stable))
+        committed = list(self.agreement.update(words))
         self._commit(committed)
         committed = list(early) + committed
         self._decoded_until = end

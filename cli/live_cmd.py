@@ -47,15 +47,6 @@ def register(subparsers) -> None:
                         help="feed the words already committed to the decoder instead of decoding them "
                              "again at each step: about 15%% faster per step, but an unadapted model's "
                              "mistakes then carry over (default: off)")
-    stream.add_argument("--stable-margin", type=float, default=defaults.stable_margin_seconds, metavar="SECONDS",
-                        help="attention guard (Whisper): commit a word only when the audio Whisper attends "
-                             "to for it ends this many seconds before the buffer does, so that a word still "
-                             "being spoken is never committed as a guess; pairs with a short --hop on a GPU "
-                             f"(e.g. --hop 0.5 --stable-margin 0.3; default: {defaults.stable_margin_seconds:g} = off)")
-    stream.add_argument("--min-commit", type=float, default=defaults.min_commit_seconds, metavar="SECONDS",
-                        help="commit nothing from a buffer shorter than this: Whisper guesses a phrase's "
-                             "first words from its first half second, and with a short --hop two guesses "
-                             f"can agree (default: {defaults.min_commit_seconds:g} = off)")
     stream.add_argument("--max-new-tokens", type=int, default=440,
                         help="longest text per decoding step, in tokens; Whisper only (default: 440)")
     stream.add_argument("--encoder-window", default=DEFAULT_ENCODER_WINDOW, metavar="auto|full|SECONDS",
@@ -80,8 +71,7 @@ def run(args) -> int:
     if args.list_devices:
         return _list_devices()
     options = StreamingOptions(hop_seconds=args.hop, pause_seconds=args.pause, use_prompt=args.prompt,
-                               force_committed=args.force_committed, cut_pause_seconds=min(0.15, args.pause),
-                               stable_margin_seconds=args.stable_margin, min_commit_seconds=args.min_commit)
+                               force_committed=args.force_committed, cut_pause_seconds=min(0.15, args.pause))
     live_options = LiveOptions()
     placement = resolve_device(args.device, args.dtype)  # a bad device fails before anything loads
     if args.threads < 0:

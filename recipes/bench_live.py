@@ -203,11 +203,6 @@ def main(argv=None) -> int:
     parser.add_argument("--pause", type=float, default=StreamingOptions().pause_seconds,
                         help="silence that ends a phrase, seconds")
     parser.add_argument("--agreement", type=int, default=StreamingOptions().agreement)
-    parser.add_argument("--min-commit", type=float, default=StreamingOptions().min_commit_seconds,
-                        help="commit nothing from a buffer shorter than this many seconds (0: off)")
-    parser.add_argument("--stable-margin", type=float, default=StreamingOptions().stable_margin_seconds,
-                        help="attention guard: commit only words heard this many seconds before the "
-                             "buffer's end (0: off)")
     parser.add_argument("--modes", default="fixed_hop,live",
                         help="fixed_hop (deterministic; its algorithmic latency needs no fast machine), live")
     parser.add_argument("--offline-beam", type=int, default=1,
@@ -243,8 +238,7 @@ def main(argv=None) -> int:
         sets.append(("speechocean762", read_manifest(ocean / "manifest.jsonl")[:args.speechocean]))
     options = StreamingOptions(hop_seconds=args.hop, pause_seconds=args.pause, agreement=args.agreement,
                                cut_pause_seconds=min(0.15, args.pause), use_prompt=args.prompt,
-                               force_committed=args.force_committed, stable_margin_seconds=args.stable_margin,
-                               min_commit_seconds=args.min_commit)
+                               force_committed=args.force_committed)
     modes = tuple(m for m in args.modes.split(",") if m)
     loaded = resolve_model(args.model, device=args.device)
     runs = []
@@ -267,8 +261,6 @@ def main(argv=None) -> int:
                           "offline_beam": args.offline_beam,
                           "pause_seconds": options.pause_seconds, "use_prompt": options.use_prompt,
                           "force_committed": options.force_committed,
-                          "stable_margin_seconds": options.stable_margin_seconds,
-                          "min_commit_seconds": options.min_commit_seconds,
                           "encoder_window": WhisperDecoder(loaded, encoder_window=args.encoder_window).encoder_window},
               "machine": machine, "runs": runs}
     print("| set | model | mode | files | audio s | latency p50 / p90 s | RTF | s/decode | CPU-clock latency "

@@ -76,61 +76,7 @@ def test_local_agreement_of_three():
     assert policy.update(["a", "x", "c"]) == ["a"]
 
 
-def test_local_agreement_holds_back_agreed_words_not_yet_heard_whole():
-    policy = LocalAgreement(2)
-    policy.update(["We", "watched", "the"])
-    # Both hypotheses guess "the" for the word still being spoken: it waits all the same.
-    assert policy.update(["We", "watched", "the", "fire"], stable=2) == ["We", "watched"]
-    assert policy.update(["We", "watched", "the", "fireworks"], stable=4) == ["the"]
-    # A limit inside the committed words takes nothing back.
-    assert policy.update(["We", "watched", "the", "fireworks", "from"], stable=1) == []
-    assert policy.committed == ["We", "watched", "the"]
-
-
-def test_agreement_one_with_the_guard_commits_exactly_the_words_heard_whole():
-    policy = LocalAgreement(1)
-    assert policy.update(["We", "watch."], stable=1) == ["We"]
-    assert policy.update(["We", "watched", "the", "fire"], stable=3) == ["watched", "the"]
-
-
-class _Pieces:
-    """A tokenizer stand-in: token i decodes to PIECES[i]."""
-
-    PIECES = [" We", " watched", " the", " fire", "works", ".", " ", "x"]
-
-    def decode(self, tokens):
-        return "".join(self.PIECES[t] for t in tokens)
-
-
-@pytest.mark.parametrize("limit, forced, expected", [
-    (100, 0, 4),    # every token early: "We watched the fireworks." all whole
-    (60, 0, 3),     # the full stop attends late: "fireworks." is not whole yet
-    (40, 0, 3),     # "works" (inside a word) late: the same
-    (30, 0, 3),     # " fire" (a word's first token) late: the words before it count
-    (12, 0, 1),     # " watched" late
-    (5, 0, 0),      # the first word late
-    (40, 2, 5),     # after two forced (committed) words: those and the same three
-])
-def test_stable_words_counts_words_whose_every_token_was_heard(limit, forced, expected):
-    from asr_adapt.streaming import stable_words
-
-    tokens, frames = [0, 1, 2, 3, 4, 5], [5, 12, 20, 30, 40, 60]
-    assert stable_words(_Pieces(), tokens, frames, limit, forced) == expected
-
-
-def test_stable_words_follows_split_when_a_space_is_a_token_of_its_own():
-    from asr_adapt.streaming import stable_words
-
-    # "We x": the lone space token ends "We"; "x" starts the second word.
-    assert stable_words(_Pieces(), [0, 6, 7], [1, 2, 3], 100, 0) == 2
-    assert stable_words(_Pieces(), [0, 6, 7], [1, 2, 50], 10, 0) == 1
-
-
 def test_options_are_validated():
-    with pytest.raises(OptionsError, match="stable margin"):
-        StreamingOptions(stable_margin_seconds=-0.1)
-    with pytest.raises(OptionsError, match="minimum buffer to commit"):
-        StreamingOptions(min_commit_seconds=9)
     with pytest.raises(OptionsError, match="hop"):
         StreamingOptions(hop_seconds=0)
     with pytest.raises(OptionsError, match="trim seconds"):
@@ -502,55 +448,3 @@ def test_short_windows_never_commit_a_phrase_twice(bundled_model, one_thread, of
     assert text.count("fireworks") == 1, text
     assert "whispered" in text
 
-
-def test_whisper_reports_which_words_of_a_cut_off_buffer_it_heard_whole(bundled_model, one_thread):
-    """The first sample sentence cut 2 s in ("We watched the fireworks | from the top..."):
-    the words at the cut are still being heard; the attention guard says the start is whole."""
-    from asr_adapt.audio import load_audio
-    from asr_adapt.streaming import WhisperDecoder
-
-    audio = load_audio(read_samples_manifest("test")[0].audio)
-    decoder = WhisperDecoder(bundled_model, encoder_window="full")
-    words = decoder(audio[:32000], "", stable_margin=0.3).split()
-    assert 2 <= decoder.last_stable_words < len(words), (decoder.last_stable_words, words)
-    assert [normalize_word(w) for w in words[:2]] == ["we", "watched"]
-    # The whole sentence: more of it is whole; without a margin nothing is reported.
-    whole = decoder(audio, "", stable_margin=0.3).split()
-    assert decoder.last_stable_words > 4 and len(whole) >= 8
-    decoder(audio, "")
-    assert decoder.last_stable_words is None
-    assert bundled_model.model.config._attn_implementation != "eager"  # put back after decoding
-
-
-def test_the_guard_keeps_a_half_heard_word_from_being_committed():
-    """A decoder that guesses the half-heard last word the same way twice: LocalAgreement
-    alone commits the guess; with the guard it waits for the word, then commits it right."""
-
-    class SameGuess(ToneDecoder):
-        reports_stability = True
-
-        def __call__(self, audio, prompt="", stable_margin=None):
-            words = super().__call__(audio, prompt).split()
-            cut_off = bool(words) and words[-1].startswith("uh")
-            if cut_off:
-                words[-1] = "Guess"
-            self.last_stable_words = (len(words) - cut_off) if stable_margin else None
-            return " ".join(words)
-
-    audio, ends = script_audio([list(range(1, 9))], word_seconds=0.6, gap_seconds=0.05)
-    plain = run_deterministic(StreamingProcessor(SameGuess(), StreamingOptions(hop_seconds=0.25)), audio)
-    guarded = run_deterministic(StreamingProcessor(
-        SameGuess(), StreamingOptions(hop_seconds=0.25, stable_margin_seconds=0.3)), audio)
-    assert "guess" in [normalize_word(w) for w in plain.text.split()]
-    assert words_of(guarded.text) == [w for w, _ in ends]
-
-
-def test_nothing_is_committed_from_a_buffer_shorter_than_the_minimum():
-    audio, ends = script_audio([list(range(1, 9))], word_seconds=0.4, gap_seconds=0.05)
-    result, updates, _ = stream(audio, hop_seconds=0.25, min_commit_seconds=1.5)
-    early = [u for u in updates if not u.phrase_ended and u.buffer_seconds < 1.5]
-    assert early and not any(u.committed for u in early)
-    assert words_of(result.text) == [w for w, _ in ends]
-    # Without the minimum, the first words go out from such short buffers.
-    _, plain, _ = stream(audio, hop_seconds=0.25)
-    assert any(u.committed for u in plain if not u.phrase_ended and u.buffer_seconds < 1.5)
