@@ -212,23 +212,48 @@ def test_utterance_without_text_is_refused(tiny_whisper_dir, tmp_path):
         train_adapter(loaded, utterances, options=TrainOptions(min_heldout=2))
 
 
-def _judged(monkeypatch, losses):
-    """Make every held-out WER 50% and the held-out losses follow ``losses`` (epoch 0 first)."""
+def _judged(monkeypatch, losses, wers=None):
+    """Make the held-out losses follow ``losses`` and the WERs ``wers`` (epoch 0 first; every
+    WER 50% when None)."""
     from asr_adapt import training
 
     sequence = iter(losses)
-    monkeypatch.setattr(training, "heldout_wer", lambda *args, **kwargs: 0.5)
+    wer_sequence = iter(wers) if wers is not None else None
+    monkeypatch.setattr(training, "heldout_wer",
+                        lambda *args, **kwargs: next(wer_sequence) if wer_sequence else 0.5)
     monkeypatch.setattr(training, "heldout_loss", lambda *args, **kwargs: next(sequence))
 
 
 @pytest.mark.parametrize("min_epochs, expected", [(1, 1), (3, 3)])
 def test_no_early_stop_before_min_epochs(tiny_whisper_dir, tmp_path, monkeypatch, min_epochs, expected):
-    _judged(monkeypatch, [1.0] * 10)  # nothing ever improves
+    _judged(monkeypatch, [1.0] * 10, [0.5] + [0.6] * 9)  # every adapted epoch is worse
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     options = TrainOptions(epochs=6, pack_seconds=0, min_heldout=2, patience=1, min_epochs=min_epochs)
     _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.epochs_run == expected and result.stopped_early and result.best_epoch == 0
     assert not result.improved
+
+
+@pytest.mark.parametrize("losses, best", [
+    ([1.0, 1.2, 1.3, 1.1, 1.4], 3),   # adapted losses above the base's: the adapter stays, the loss
+                                      # picks among adapted epochs
+    ([1.0, 0.9, 0.95, 0.8, 0.85], 3),
+])
+def test_an_adapter_tying_the_base_model_is_kept(tiny_whisper_dir, tmp_path, monkeypatch, losses, best):
+    """Equal held-out WERs: an adapted epoch wins over the unadapted model whatever its loss."""
+    _judged(monkeypatch, losses)
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    options = TrainOptions(epochs=4, pack_seconds=0, min_heldout=2, patience=5)
+    _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
+    assert result.best_epoch == best and result.improved
+
+
+def test_a_worse_adapter_is_not_kept(tiny_whisper_dir, tmp_path, monkeypatch):
+    _judged(monkeypatch, [1.0, 0.5, 0.4, 0.3, 0.2], [0.5, 0.51, 0.55, 0.6, 0.52])
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    options = TrainOptions(epochs=4, pack_seconds=0, min_heldout=2, patience=5)
+    _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
+    assert result.best_epoch == 0 and not result.improved
 
 
 def test_equal_heldout_wers_are_decided_by_heldout_loss(tiny_whisper_dir, tmp_path, monkeypatch):
