@@ -307,10 +307,11 @@ class WhisperDecoder:
             encoded = encode(model, inputs, frames)
             decoder, head = model.get_decoder(), model.get_output_embeddings()
             cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+            cache_keyword = _cache_keyword(decoder)
             step = torch.tensor([self.start_tokens() + forced], dtype=torch.long, device=device)
             for _ in range(max(0, max_tokens - len(forced))):
-                hidden = decoder(input_ids=step, encoder_hidden_states=encoded, past_key_values=cache,
-                                 use_cache=True).last_hidden_state
+                hidden = decoder(input_ids=step, encoder_hidden_states=encoded, use_cache=True,
+                                 **{cache_keyword: cache}).last_hidden_state
                 logits = head(hidden[:, -1]).float()
                 if suppress.numel():
                     logits[:, suppress] = -float("inf")
@@ -335,6 +336,14 @@ class WhisperDecoder:
         with torch.inference_mode():
             tokens = model.generate(inputs, **kwargs, **extra)
         return processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)[0].strip()
+
+
+def _cache_keyword(decoder) -> str:
+    """The name of the decoder's key/value cache argument: ``cache`` in newer transformers
+    (``past_key_values`` is deprecated there and goes in 5.40), ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
 #: What the live decoder's encoder reads by default (see :func:`check_encoder_window`).

@@ -448,3 +448,21 @@ def test_short_windows_never_commit_a_phrase_twice(bundled_model, one_thread, of
     assert text.count("fireworks") == 1, text
     assert "whispered" in text
 
+
+
+def test_the_live_decoder_passes_its_cache_under_the_name_transformers_expects(bundled_model):
+    """``past_key_values`` is deprecated for Whisper's decoder (removed in transformers 5.40):
+    live decoding must not depend on it where ``cache`` exists, nor break where it does not."""
+    from asr_adapt.streaming import _cache_keyword
+
+    assert _cache_keyword(bundled_model.model.get_decoder()) in ("cache", "past_key_values")
+
+    class Old:
+        def forward(self, input_ids=None, encoder_hidden_states=None, past_key_values=None, use_cache=None):
+            pass
+
+    class New:
+        def forward(self, input_ids=None, encoder_hidden_states=None, cache=None, use_cache=None):
+            pass
+
+    assert _cache_keyword(Old()) == "past_key_values" and _cache_keyword(New()) == "cache"
