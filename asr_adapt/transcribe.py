@@ -226,6 +226,24 @@ def beam_search_cache():
     return SharedCrossAttentionCache(DynamicCache(), DynamicCache())
 
 
+def generate_cache_keyword(model) -> str:
+    """The name under which ``model.generate`` takes a cache object: ``cache`` where
+    transformers renames ``past_key_values`` to it (deprecated there, removed in 6.0), or
+    where ``cache`` is a parameter of its own; ``past_key_values`` in older releases."""
+    import inspect
+
+    generate = model.generate
+    if "cache" in inspect.signature(generate).parameters:
+        return "cache"
+    layer = getattr(generate, "__func__", generate)
+    while layer is not None:  # the deprecation decorators wrap generate, one layer each
+        closure = inspect.getclosurevars(layer).nonlocals if inspect.isfunction(layer) else {}
+        if closure.get("old_name") == "past_key_values" and closure.get("new_name") == "cache":
+            return "cache"
+        layer = getattr(layer, "__wrapped__", None)
+    return "past_key_values"
+
+
 def whisper_decode(loaded: LoadedModel, audios: list[np.ndarray], options: TranscribeOptions,
                    **overrides) -> list[str]:
     """Greedy (or beam) Whisper ``generate`` over a batch of pieces of at most 30 s."""
@@ -242,7 +260,7 @@ def whisper_decode(loaded: LoadedModel, audios: list[np.ndarray], options: Trans
     kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], int(MAX_TOKENS_PER_SECOND * longest) + 16)
     kwargs.update(overrides)
     if kwargs["num_beams"] > 1:
-        kwargs["past_key_values"] = beam_search_cache()
+        kwargs[generate_cache_keyword(loaded.model)] = beam_search_cache()
     attention_mask = features.attention_mask.to(placement.device)
     frames = offline_window_frames(loaded, audios, options)
     if frames < inputs.shape[-1]:

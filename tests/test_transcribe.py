@@ -118,16 +118,60 @@ def test_beam_search_cache_gives_the_same_beams(bundled_model):
     any beam; real speech on the real model, so that beams do get reordered."""
     from pathlib import Path
 
-    from asr_adapt.transcribe import beam_search_cache
+    import warnings
+
+    from asr_adapt.transcribe import beam_search_cache, generate_cache_keyword
 
     test_dir = Path(__file__).resolve().parents[1] / "samples" / "test"
     clips = [load_audio(path) for path in sorted(test_dir.glob("*.flac"))[:3]]
     features = bundled_model.processor.feature_extractor(clips, sampling_rate=SAMPLE_RATE, return_tensors="pt")
     kwargs = dict(num_beams=4, num_return_sequences=4, do_sample=False, max_new_tokens=24)
     plain = bundled_model.model.generate(features.input_features, **kwargs)
-    shared = bundled_model.model.generate(features.input_features, past_key_values=beam_search_cache(), **kwargs)
+    cache = beam_search_cache()
+    reorders = []
+    real_reorder = cache.self_attention_cache.reorder_cache
+    cache.self_attention_cache.reorder_cache = lambda idx: reorders.append(1) or real_reorder(idx)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keyword = generate_cache_keyword(bundled_model.model)
+        shared = bundled_model.model.generate(features.input_features, **{keyword: cache}, **kwargs)
+    assert reorders, "generate did not use the cache it was given"
+    assert not [w for w in caught if "past_key_values" in str(w.message)]  # no deprecated name
     assert plain.shape == shared.shape and plain.shape[0] == 12
     assert torch.equal(plain, shared)
+
+
+def test_generate_takes_the_cache_under_the_name_transformers_knows():
+    """``cache`` where transformers renames ``past_key_values`` to it (a deprecation wrapper)
+    or has it as a parameter; ``past_key_values`` in releases before the rename."""
+    import functools
+
+    from asr_adapt.transcribe import generate_cache_keyword
+
+    def renames(old_name, new_name):  # the shape of transformers' deprecate_kwarg
+        def wrapper(func):
+            @functools.wraps(func)
+            def wrapped(*args, **kwargs):
+                if old_name in kwargs:
+                    kwargs[new_name] = kwargs.pop(old_name)
+                return func(*args, **kwargs)
+            return wrapped
+        return wrapper
+
+    class Old:
+        def generate(self, inputs=None, past_key_values=None, **kwargs): ...
+
+    class Renamed:
+        @renames("cache_params", "cache")
+        @renames("past_key_values", "cache")
+        def generate(self, inputs=None, **kwargs): ...
+
+    class New:
+        def generate(self, inputs=None, cache=None, **kwargs): ...
+
+    assert generate_cache_keyword(Old()) == "past_key_values"
+    assert generate_cache_keyword(Renamed()) == "cache"
+    assert generate_cache_keyword(New()) == "cache"
 
 
 def test_batched_equals_one_at_a_time(tiny_whisper_dir):
