@@ -1,7 +1,9 @@
 """Adapting a profile: train on its enrollment, guard against forgetting, save atomically.
 
 With domain confusion, the profile's kept unlabeled audio (``live --keep-audio``) and any
-``unlabeled`` sources given join the training as a second, unlabeled domain.
+``unlabeled`` sources given join the training as a second, unlabeled domain. With
+self-training, the same audio is transcribed by the first round's adapter and its surest
+transcripts train a second round (:mod:`asr_adapt.self_training`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .manifest import Utterance, read_manifest
 from .models import resolve_model
 from .personal import check_base_matches
 from .profiles import Profile
+from .self_training import PseudoLabels, SelfTrainOptions, pseudo_label, round_two_wins
 from .training import TrainOptions, TrainResult, TrainingError, train_adapter
 from .transcribe import Transcriber, TranscribeOptions
 from .unlabeled import UnlabeledOptions, UnlabeledSet, collect_unlabeled
@@ -51,6 +54,8 @@ class AdaptReport:
     unlabeled: dict | None = None
     projection: dict | None = None
     plot: str | None = None
+    #: Self-training: what was pseudo-labelled and kept, and which round won on held-out.
+    self_training: dict | None = None
 
     def metrics(self) -> dict:
         t = self.training
@@ -66,6 +71,8 @@ class AdaptReport:
             "domain_accuracy": t.final_domain_accuracy, "domain_diverged": t.diverged,
             "unlabeled_minutes": round(t.unlabeled_seconds_of_audio / 60, 2),
             "domain_projection": self.projection, "domain_plot": self.plot,
+            "pseudo_labeled_minutes": round(t.pseudo_labeled_seconds_of_audio / 60, 2),
+            "self_training": self.self_training,
         }
 
 
@@ -89,7 +96,7 @@ def _wer(loaded, utterances: Sequence[Utterance]) -> float | None:
 
 def gather_unlabeled(profile: Profile, sources: Sequence[str | Path] = (),
                      domain: DomainOptions | None = None,
-                     options: UnlabeledOptions | None = None) -> UnlabeledSet:
+                     options: UnlabeledOptions | None = None, purpose: str = "domain confusion") -> UnlabeledSet:
     """The profile's kept audio plus ``sources``, checked and cut (before any model loads).
 
     Raises :class:`TrainingError` when domain confusion is on and too little is usable.
@@ -97,7 +104,7 @@ def gather_unlabeled(profile: Profile, sources: Sequence[str | Path] = (),
     domain = domain or DomainOptions(enabled=True)
     collected = collect_unlabeled(sources, profile.unlabeled_utterances(), options)
     if not collected.pieces:
-        raise TrainingError(f"domain confusion needs the user's unlabeled audio and '{profile.name}' has none: "
+        raise TrainingError(f"{purpose} needs the user's unlabeled audio and '{profile.name}' has none: "
                             f"pass --unlabeled PATH, or keep some with: asr-adapt live --profile {profile.name} --keep-audio")
     if collected.seconds < domain.min_unlabeled_seconds:
         raise TrainingError(f"only {collected.seconds:.0f} s of usable unlabeled audio; domain confusion needs "
@@ -110,7 +117,8 @@ def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: T
                   progress: bool = False, on_epoch: Callable | None = None,
                   domain: DomainOptions | None = None, unlabeled: Sequence[str | Path] = (),
                   unlabeled_options: UnlabeledOptions | None = None,
-                  plot: str | Path | bool | None = None) -> AdaptReport:
+                  plot: str | Path | bool | None = None,
+                  self_train: SelfTrainOptions | None = None) -> AdaptReport:
     """Train a new adapter on ``profile``'s enrollment and make it current.
 
     The held-out WER picks the best epoch. The generic reference set (voices other than
@@ -122,6 +130,10 @@ def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: T
     stops with the best adapter so far, which is saved only if it also beats the profile's
     current adapter. ``plot`` (True: into the profile's reports folder, or a PNG path) draws
     the encoder states of labeled vs unlabeled audio before and after.
+
+    ``self_train`` adds a second round on the same unlabeled audio, pseudo-labelled by the
+    first round's model (:mod:`asr_adapt.self_training`); the round with the better held-out
+    WER is kept (a tie goes to the second, which has seen more of the user's speech).
     """
     started = time.perf_counter()
     lora = lora or LoraSettings()
@@ -131,9 +143,17 @@ def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: T
     if len(utterances) < options.min_utterances:
         raise TrainingError(f"profile '{profile.name}' has {len(utterances)} transcribed utterances; at least "
                             f"{options.min_utterances} are needed: asr-adapt enroll {profile.name}")
-    # Without domain confusion, unlabeled audio is only drawn (the LoRA-only picture).
-    collected = (gather_unlabeled(profile, unlabeled, domain if confusion else DomainOptions(min_unlabeled_seconds=0),
-                                  unlabeled_options) if confusion or plot else None)
+    # Without domain confusion, unlabeled audio is only drawn (the LoRA-only picture) or
+    # pseudo-labelled (self-training).
+    if confusion:
+        collected = gather_unlabeled(profile, unlabeled, domain, unlabeled_options)
+    elif self_train is not None:
+        collected = gather_unlabeled(profile, unlabeled, DomainOptions(min_unlabeled_seconds=0), unlabeled_options,
+                                     purpose="self-training")
+    elif plot:
+        collected = gather_unlabeled(profile, unlabeled, DomainOptions(min_unlabeled_seconds=0), unlabeled_options)
+    else:
+        collected = None
     compute = resolve_device(device)
     loaded = resolve_model(profile.info.base_model, device=device, dtype="float32")
     check_base_matches(profile, loaded)
@@ -143,9 +163,18 @@ def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: T
                                        on_epoch=on_epoch, compute_dtype=compute.dtype,
                                        domain=domain if confusion else None,
                                        unlabeled=collected.arrays() if confusion else None)
+    self_training = None
+    if self_train is not None:
+        loaded, peft_model, result, self_training = _second_round(
+            profile, loaded, peft_model, result, collected, utterances, lora, options, self_train,
+            device=device, progress=progress, on_epoch=on_epoch, compute_dtype=compute.dtype,
+            domain=domain if confusion else None)
     report = AdaptReport(profile=profile.name, base_model=profile.info.base_model, adapter_dir=None,
                          saved=False, training=result, generic_wer_before=generic_before,
-                         unlabeled=collected.summary() if confusion else None)
+                         unlabeled=collected.summary() if confusion or self_train else None,
+                         self_training=self_training)
+    if self_training and self_training.get("warning"):
+        report.warnings.append(self_training["warning"])
     if collected is not None:
         for skipped in collected.skipped[:3]:
             report.warnings.append(f"skipped kept audio: {skipped}")
@@ -177,12 +206,63 @@ def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: T
     settings = {"lora": dict(result.lora), "training": dict(result.options), "device": str(compute)}
     if confusion:
         settings["domain"] = domain.to_dict()
+    if confusion or self_train is not None:
         settings["unlabeled"] = {**collected.summary(), **collected.options}
+    if self_train is not None:
+        settings["self_training"] = self_train.to_dict()
     adapter = profile.commit_adapter(lambda folder: peft_model.save_pretrained(str(folder)),
                                      settings=settings, metrics=report.metrics())
     report.adapter_dir, report.saved = str(adapter), True
     report.wall_seconds = round(time.perf_counter() - started, 1)
     return report
+
+
+def _second_round(profile: Profile, loaded, peft_model, result: TrainResult, collected: UnlabeledSet,
+                  utterances: Sequence[Utterance], lora: LoraSettings, options: TrainOptions,
+                  self_train: SelfTrainOptions, device: str, progress: bool, on_epoch, compute_dtype,
+                  domain: DomainOptions | None):
+    """Self-training's second round: pseudo-label ``collected`` with round one's model, train
+    a fresh adapter on the enrollment plus the surest labels, keep the better round.
+
+    Returns ``(loaded, peft_model, result, summary)`` of the round kept."""
+    labels = pseudo_label(loaded, collected.pieces, self_train, progress=progress)
+    summary = {**labels.summary(), "round_one_heldout_wer": result.best_heldout_wer,
+               "round_one_best_epoch": result.best_epoch, "kept_round": 1,
+               "labels_file": _write_pseudo_labels(profile, labels)}
+    if len(labels.kept) < self_train.min_kept:
+        summary["warning"] = (f"self-training: only {len(labels.kept)} of {len(labels.labels)} unlabeled pieces "
+                              f"gave a usable transcript (at least {self_train.min_kept} needed); kept round one. "
+                              "Give more unlabeled speech")
+        return loaded, peft_model, result, summary
+    fresh = resolve_model(profile.info.base_model, device=device, dtype="float32")
+    peft_two, result_two = train_adapter(fresh, utterances, lora, options, progress=progress, on_epoch=on_epoch,
+                                         compute_dtype=compute_dtype, domain=domain,
+                                         unlabeled=collected.arrays() if domain is not None else None,
+                                         pseudo_labeled=labels.pairs())
+    summary.update(round_two_heldout_wer=result_two.best_heldout_wer, round_two_best_epoch=result_two.best_epoch)
+    if round_two_wins(result, result_two):
+        summary["kept_round"] = 2
+        return fresh, peft_two, result_two, summary
+    summary["warning"] = (f"self-training did not help on held-out speech (round two "
+                          f"{100 * result_two.best_heldout_wer:.1f}% vs round one {100 * result.best_heldout_wer:.1f}%); "
+                          "kept round one")
+    return loaded, peft_model, result, summary
+
+
+def _write_pseudo_labels(profile: Profile, labels: PseudoLabels) -> str | None:
+    """Every pseudo-label, kept or not, as JSON lines in the profile's reports folder (so a
+    user can see what the model heard); None when it cannot be written."""
+    import json
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = profile.reports_dir / f"pseudo-labels-{stamp}.jsonl"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(asdict(label)) + "\n" for label in labels.labels))
+    except OSError as error:
+        log.warning("could not write %s: %s", path, error)
+        return None
+    return str(path)
 
 
 #: Utterances of each domain drawn in the projection picture (more only blurs it and costs time).

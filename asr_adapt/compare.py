@@ -453,7 +453,7 @@ def adaptation_facts(metrics: dict[str, Any]) -> dict[str, Any]:
     """What the profile's adapter was trained with that a reader of the comparison needs:
     whether domain confusion was on, on how much unlabeled audio, how well the domain head
     told the domains apart at the end (50% = fooled), the linear probe's accuracy before
-    and after, and the picture's path (``adapt --plot``)."""
+    and after, the picture's path (``adapt --plot``), and what self-training kept."""
     facts: dict[str, Any] = {}
     if not metrics:
         return facts
@@ -471,6 +471,13 @@ def adaptation_facts(metrics: dict[str, Any]) -> dict[str, Any]:
             f"{100 * projection['probe_accuracy_after']:.0f}% after (50% = indistinguishable)")
     if metrics.get("domain_plot"):
         facts["domain picture"] = metrics["domain_plot"]
+    st = metrics.get("self_training")
+    if st:
+        rounds = (f"held-out WER {100 * st['round_one_heldout_wer']:.1f}% after round one"
+                  + (f", {100 * st['round_two_heldout_wer']:.1f}% after round two"
+                     if st.get("round_two_heldout_wer") is not None else ""))
+        facts["self-training"] = (f"{st['kept']} of {st['pieces']} unlabeled pieces pseudo-labelled and kept "
+                                  f"({st['kept_minutes']} min); {rounds}; round {st['kept_round']} kept")
     return facts
 
 

@@ -176,6 +176,9 @@ class TrainResult:
     domain: dict | None = None
     unlabeled_pieces: int = 0
     unlabeled_seconds_of_audio: float = 0.0
+    #: Self-training: pseudo-labelled pieces trained on besides the enrollment.
+    pseudo_labeled_pieces: int = 0
+    pseudo_labeled_seconds_of_audio: float = 0.0
     #: The domain head's accuracy in the last epoch run (0.5 = fully confused).
     final_domain_accuracy: float | None = None
     #: Why training stopped on a runaway loss, or None.
@@ -488,7 +491,8 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
                   options: TrainOptions | None = None, progress: bool = False,
                   on_epoch: Callable[[EpochRecord], None] | None = None,
                   compute_dtype: torch.dtype | None = None, domain: DomainOptions | None = None,
-                  unlabeled: Sequence[np.ndarray] | None = None):
+                  unlabeled: Sequence[np.ndarray] | None = None,
+                  pseudo_labeled: Sequence[tuple[np.ndarray, str]] = ()):
     """Attach LoRA to ``loaded.model`` and fit it to ``utterances``.
 
     Returns ``(peft_model, result)``; the PEFT model holds the best adapter (by held-out
@@ -501,6 +505,10 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     audio, utterance-sized: see :mod:`asr_adapt.unlabeled`) drives domain confusion; the
     domain head trains alongside LoRA and is discarded afterwards. A non-finite loss or a
     runaway domain loss stops training (``result.diverged``); the best adapter so far is kept.
+
+    ``pseudo_labeled`` ((audio, text) pairs the model transcribed itself, see
+    :mod:`asr_adapt.self_training`) is trained on alongside the enrollment but never held
+    out: epochs are judged on real transcripts only.
     """
     options = options or TrainOptions()
     labeled = [u for u in utterances if u.text is not None]
@@ -517,6 +525,8 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     batcher = backend.batcher(loaded)
     train_examples = _load_examples(train_utts, batcher.target_text)
     heldout_examples = _load_examples(heldout_utts, batcher.target_text)
+    pseudo_examples = [_Example(np.asarray(audio, dtype=np.float32), batcher.target_text(text, "pseudo-label"))
+                       for audio, text in pseudo_labeled]
     for example in train_examples:
         if len(example.audio) < SAMPLE_RATE // 10:
             raise TrainingError("an enrollment utterance is shorter than 0.1 s; remove it and try again")
@@ -524,6 +534,11 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
         problem = batcher.target_problem(e)
         if problem:
             raise TrainingError(f"the transcript of '{u.id}' {problem}")
+    # A pseudo-label the decoder cannot take is left out, not an error: the user never wrote it.
+    pseudo_examples = [e for e in pseudo_examples
+                       if SAMPLE_RATE // 10 <= len(e.audio) <= 30 * SAMPLE_RATE and not batcher.target_problem(e)]
+    labeled_train_count = len(train_examples)
+    train_examples = train_examples + pseudo_examples
 
     peft_model = attach_lora(loaded.model, lora)
     model = loaded.model  # the same modules, LoRA injected in place
@@ -677,9 +692,11 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     model.eval()
     result = TrainResult(
         baseline_heldout_wer=baseline, best_heldout_wer=best_wer, best_epoch=best_epoch, epochs_run=epoch,
-        stopped_early=stopped_early, train_utterances=len(train_examples),
+        stopped_early=stopped_early, train_utterances=labeled_train_count,
         heldout_utterances=len(heldout_examples),
-        train_seconds_of_audio=round(sum(len(e.audio) for e in train_examples) / SAMPLE_RATE, 1),
+        train_seconds_of_audio=round(sum(len(e.audio) for e in train_examples[:labeled_train_count]) / SAMPLE_RATE, 1),
+        pseudo_labeled_pieces=len(pseudo_examples),
+        pseudo_labeled_seconds_of_audio=round(sum(len(e.audio) for e in pseudo_examples) / SAMPLE_RATE, 1),
         windows_per_epoch=windows_per_epoch, trainable_parameters=trainable, total_parameters=total,
         wall_seconds=round(time.perf_counter() - started, 1), peak_memory_mb=_peak_memory_mb(loaded),
         lora=lora.to_dict(), options={**asdict(options), "short_window_share": short_share}, history=history)

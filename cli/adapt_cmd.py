@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_training_arguments, domain_settings, print_adapt_report, training_settings
+from .common import (add_training_arguments, domain_settings, print_adapt_report, self_train_settings,
+                     training_settings)
 from asr_adapt.device import DEVICE_CHOICES
 
 
@@ -27,9 +28,10 @@ def run(args) -> int:
 
     lora, options = training_settings(args)
     domain, unlabeled, unlabeled_options = domain_settings(args)
+    self_train = self_train_settings(args)
     profile = Profile.open(args.name)
     report = adapt_profile(profile, lora, options, device=args.device, progress=sys.stderr.isatty(),
                            domain=domain, unlabeled=unlabeled, unlabeled_options=unlabeled_options,
-                           plot=args.plot)
+                           plot=args.plot, self_train=self_train)
     print_adapt_report(report, sys.stderr)
     return 0 if report.saved else 1

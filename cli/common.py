@@ -155,6 +155,34 @@ def add_domain_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--plot", nargs="?", const=True, default=None, metavar="PNG",
                        help="draw encoder states of labeled vs unlabeled audio before and after (PCA); "
                             "default file: the profile's reports folder")
+    add_self_train_arguments(parser)
+
+
+def add_self_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Self-training flags, mapped 1:1 onto SelfTrainOptions."""
+    from asr_adapt.self_training import SelfTrainOptions
+
+    s = SelfTrainOptions()
+    group = parser.add_argument_group("self-training (unlabeled audio)")
+    group.add_argument("--self-train", action="store_true",
+                       help="a second round: the first adapter transcribes your unlabeled audio (the profile's "
+                            "kept audio and --unlabeled), and its surest transcripts train a fresh adapter "
+                            "with the enrollment; the better round on held-out speech is kept")
+    group.add_argument("--pseudo-keep", type=float, default=s.keep_share, metavar="SHARE",
+                       help=f"share of the pseudo-labels kept, the surest first (default: {s.keep_share})")
+    group.add_argument("--pseudo-minutes", type=float, default=s.max_minutes, metavar="MINUTES",
+                       help=f"pseudo-label at most this much unlabeled audio (default: {s.max_minutes:g})")
+    group.add_argument("--pseudo-beam", type=int, default=s.beam_size, metavar="N",
+                       help=f"beam for transcribing the unlabeled audio (default: {s.beam_size})")
+
+
+def self_train_settings(args: argparse.Namespace):
+    """SelfTrainOptions from the flags, or None without --self-train."""
+    from asr_adapt.self_training import SelfTrainOptions
+
+    if not args.self_train:
+        return None
+    return SelfTrainOptions(keep_share=args.pseudo_keep, max_minutes=args.pseudo_minutes, beam_size=args.pseudo_beam)
 
 
 def domain_settings(args: argparse.Namespace):
@@ -167,8 +195,8 @@ def domain_settings(args: argparse.Namespace):
                            lambda_max=args.domain_lambda,
                            layer=args.domain_layer, pooling=args.domain_pooling,
                            unlabeled_ratio=args.unlabeled_ratio, hidden_size=args.domain_hidden)
-    if args.unlabeled and not (args.domain_confusion or args.plot):
-        raise OptionsError("--unlabeled audio is used by --domain-confusion (or --plot); add --domain-confusion")
+    if args.unlabeled and not (args.domain_confusion or args.plot or args.self_train):
+        raise OptionsError("--unlabeled audio is used by --domain-confusion or --self-train (or --plot); add one")
     return domain, list(args.unlabeled), UnlabeledOptions(max_minutes=args.unlabeled_minutes)
 
 
@@ -198,6 +226,13 @@ def print_adapt_report(report, stream) -> None:
         accuracy = "n/a" if t.final_domain_accuracy is None else f"{100 * t.final_domain_accuracy:.0f}%"
         print(f"domain confusion on {t.unlabeled_seconds_of_audio / 60:.1f} min of unlabeled audio: the domain "
               f"classifier's final accuracy {accuracy} (50% = cannot tell your audio apart)", file=stream)
+    if report.self_training:
+        st = report.self_training
+        second = st.get("round_two_heldout_wer")
+        print(f"self-training: kept {st['kept']} of {st['pieces']} pseudo-labelled pieces ({st['kept_minutes']:.1f} min); "
+              f"held-out WER round one {100 * st['round_one_heldout_wer']:.1f}%"
+              + (f", round two {100 * second:.1f}%" if second is not None else "")
+              + f"; kept round {st['kept_round']}; transcripts: {st.get('labels_file')}", file=stream)
     if report.plot:
         p = report.projection or {}
         print(f"picture: {report.plot} (domain probe {100 * p.get('probe_accuracy_before', 0):.0f}% -> "

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .common import (add_model_arguments, add_training_arguments, domain_settings, print_adapt_report,
-                     training_settings)
+                     self_train_settings, training_settings)
 
 
 def register(subparsers) -> None:
@@ -46,6 +46,7 @@ def run(args) -> int:
         raise ProfileError("--add keeps the profile and --force replaces it: give one of them")
     lora, options = training_settings(args)  # bad flags fail before anything is written
     domain, unlabeled, unlabeled_options = domain_settings(args)
+    self_train = self_train_settings(args)
     from asr_adapt.profiles import profiles_root
 
     fresh = args.force or not (profiles_root() / args.name).is_dir()
@@ -56,6 +57,12 @@ def run(args) -> int:
         raise TrainingError(f"domain confusion needs the user's unlabeled audio and a new profile has none: "
                             f"pass --unlabeled PATH, or enroll first and later run asr-adapt live --profile "
                             f"{args.name} --keep-audio, then asr-adapt adapt {args.name} --domain-confusion")
+    if self_train is not None and not unlabeled and not args.no_train and fresh:
+        from asr_adapt.training import TrainingError
+
+        raise TrainingError(f"self-training needs the user's unlabeled audio and a new profile has none: "
+                            f"pass --unlabeled PATH, or enroll first and later run asr-adapt live --profile "
+                            f"{args.name} --keep-audio, then asr-adapt adapt {args.name} --self-train")
     if args.source is not None:
         profile = _import(args)
         if profile is None:
@@ -73,7 +80,7 @@ def run(args) -> int:
 
     report = adapt_profile(profile, lora, options, device=args.device, progress=sys.stderr.isatty(),
                            domain=domain, unlabeled=unlabeled, unlabeled_options=unlabeled_options,
-                           plot=args.plot)
+                           plot=args.plot, self_train=self_train)
     print_adapt_report(report, sys.stderr)
     return 0 if report.saved else 1
 

@@ -15,6 +15,13 @@ never saw. Experiments:
 - ``all-adults``: every ``adult_pool`` utterance (43 speakers, ~70 min), training capped by
   ``--all-adults-minutes`` of wall time.
 
+``--self-train JSON`` (``SelfTrainOptions`` overrides, ``{}`` for the defaults) adds
+self-training to ``adults``/``children``: the first adapter pseudo-labels unlabeled audio and
+a second round trains on the enrollment plus the surest labels, as ``asr-adapt adapt
+--self-train`` does. ``--unlabeled-from`` says whose audio: ``eval-rest`` (the evaluation
+speakers' utterances that are not scored: the group's own unlabeled speech) or ``pool-rest``
+(pool speakers not drawn for the enrollment: speaker-disjoint from the scored set).
+
 Seeds change the drawn speakers/utterances and the training order. Results are appended to
 ``--out`` (JSON) run by run, and a run already there is skipped, so an interrupted benchmark
 resumes. ``--eval-per-speaker N`` scores the first N utterances of each evaluation speaker
@@ -102,8 +109,9 @@ class Bench:
 
     def __init__(self, out: Path, eval_per_speaker: int | None, train_overrides: dict | None = None,
                  lora_overrides: dict | None = None, tag: str = "", beam_size: int | None = None,
-                 encoder_windows: tuple = ("full",), model: str = MODEL):
+                 encoder_windows: tuple = ("full",), model: str = MODEL, self_train: dict | None = None):
         self.out = out
+        self.self_train = self_train  # SelfTrainOptions overrides; None: no self-training
         self.model = model
         self.encoder_windows = encoder_windows  # the first one gives the row's "wer"
         self.beam_size = beam_size  # None: the model's default (5 for Whisper)
@@ -155,7 +163,7 @@ class Bench:
         return row
 
     def adapt(self, key: str, train: list[Utterance], test: list[Utterance], seed: int,
-              budget_minutes: float | None = None, **extra) -> dict:
+              budget_minutes: float | None = None, unlabeled: list[Utterance] | None = None, **extra) -> dict:
         from asr_adapt.lora import LoraSettings
         from asr_adapt.manifest import summarize
         from asr_adapt.models import resolve_model
@@ -169,6 +177,9 @@ class Bench:
         options = TrainOptions(**{"seed": seed, "time_budget_minutes": budget_minutes, **self.train_overrides})
         started = time.perf_counter()
         _, result = train_adapter(loaded, train, LoraSettings(**self.lora_overrides), options)
+        self_training = None
+        if self.self_train is not None and unlabeled:
+            loaded, result, self_training = self.second_round(loaded, result, train, unlabeled, options)
         train_seconds = time.perf_counter() - started
         # As a saved profile would be: "auto" reads short windows with adapters trained on them only
         # and with LoRA in the decoder too (personal.reads_best_in_short_windows).
@@ -185,7 +196,8 @@ class Bench:
                "train_speakers": enrolled.speakers, "train_seconds": round(train_seconds, 1),
                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                "heldout_wer_before": result.baseline_heldout_wer, "heldout_wer_best": result.best_heldout_wer,
-               "peak_rss_mb": result.peak_memory_mb, "load": os.getloadavg()[0]}
+               "peak_rss_mb": result.peak_memory_mb, "load": os.getloadavg()[0],
+               "self_training": self_training}
         self.record(row)
         print(f"{key}: WER {100 * row['wer']:.1f}% ({row['train_minutes']} min of {row['train_speakers']} "
               f"speakers, best epoch {row['best_epoch']}/{row['epochs_run']}, train {row['train_seconds']} s)",
@@ -193,10 +205,56 @@ class Bench:
         return row
 
 
+    def second_round(self, loaded, first, train: list[Utterance], unlabeled: list[Utterance], options):
+        """Self-training as ``asr-adapt adapt --self-train`` does it; returns the kept round's
+        (loaded, result) and what happened, with the pseudo-labels' true WER (the bench knows
+        the transcripts the user would not have)."""
+        from asr_adapt.evaluation import score
+        from asr_adapt.lora import LoraSettings
+        from asr_adapt.models import resolve_model
+        from asr_adapt.self_training import SelfTrainOptions, pseudo_label, round_two_wins
+        from asr_adapt.training import train_adapter
+        from asr_adapt.unlabeled import UnlabeledPiece
+
+        st_options = SelfTrainOptions(**self.self_train)
+        pieces = [UnlabeledPiece(source=str(u.audio), start=0.0, audio=a) for u, a in zip(unlabeled, self.audio(unlabeled))]
+        started = time.perf_counter()
+        labels = pseudo_label(loaded, pieces, st_options)
+        truth = {str(u.audio): u.text for u in unlabeled}
+        everything = [label for label in labels.labels if label.text.strip()]
+        info = {**labels.summary(), "label_seconds": round(time.perf_counter() - started, 1),
+                "unlabeled_from": self.unlabeled_from,
+                "pseudo_wer_all": score([truth[x.source] for x in everything], [x.text for x in everything]).wer,
+                "pseudo_wer_kept": score([truth[x.source] for x in labels.kept], [x.text for x in labels.kept]).wer
+                if labels.kept else None,
+                "round_one_best_epoch": first.best_epoch, "round_one_heldout_wer": first.best_heldout_wer}
+        fresh = resolve_model(self.model, device="cpu", dtype="float32")
+        _, second = train_adapter(fresh, train, LoraSettings(**self.lora_overrides), options,
+                                  pseudo_labeled=labels.pairs())
+        info.update(round_two_best_epoch=second.best_epoch, round_two_heldout_wer=second.best_heldout_wer,
+                    kept_round=2 if round_two_wins(first, second) else 1)
+        print(f"  self-training: kept {info['kept']} of {info['pieces']} pseudo-labels (their WER "
+              f"{100 * (info['pseudo_wer_kept'] or 0):.1f}%, all {100 * info['pseudo_wer_all']:.1f}%); "
+              f"round {info['kept_round']} kept", flush=True)
+        return (fresh, second, info) if info["kept_round"] == 2 else (loaded, first, info)
+
+
+def unlabeled_audio(parts: dict, group: str, source: str, scored: list[Utterance],
+                    enrolled: list[Utterance]) -> list[Utterance]:
+    """Unlabeled utterances for self-training (their transcripts are never used for training)."""
+    if source == "eval-rest":
+        scored_ids = {u.id for u in scored}
+        return [u for u in parts[f"{group}_eval"] if u.id not in scored_ids]
+    drawn = {u.speaker for u in enrolled}
+    return [u for u in parts[f"{group}_pool"] if u.speaker not in drawn]
+
+
 def run(args) -> None:
     windows = tuple(w if w in ("auto", "full") else float(w) for w in args.encoder_windows.split(","))
     bench = Bench(args.out, args.eval_per_speaker, json.loads(args.train), json.loads(args.lora), args.tag,
-                  args.beam_size, windows, args.model)
+                  args.beam_size, windows, args.model,
+                  self_train=json.loads(args.self_train) if args.self_train is not None else None)
+    bench.unlabeled_from = args.unlabeled_from
     seeds = [int(s) for s in args.seeds.split(",")]
     wanted = args.experiments.split(",")
     unknown = set(wanted) - set(EXPERIMENTS)
@@ -220,8 +278,9 @@ def run(args) -> None:
             bench.baseline(f"{name}/baseline", test)
             for seed in seeds:
                 train = draw_group(parts[f"{group}_pool"], args.speakers, args.minutes, seed)
+                unlabeled = unlabeled_audio(parts, group, args.unlabeled_from, test, train)
                 bench.adapt(f"{name}/{args.speakers}spk-{args.minutes:g}min/seed{seed}", train, test, seed,
-                            group=name, speakers_drawn=args.speakers, minutes_asked=args.minutes)
+                            unlabeled=unlabeled, group=name, speakers_drawn=args.speakers, minutes_asked=args.minutes)
         elif name == "curve":
             test = first_per_speaker(parts["adult_eval"], args.eval_per_speaker)
             bench.baseline("adults/baseline", test)
@@ -288,6 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder-windows", default="full",
                         help="comma-separated encoder windows to score adapted models with (auto, full, "
                              "seconds); the first gives the row's WER")
+    parser.add_argument("--self-train", default=None, metavar="JSON",
+                        help='self-training on unlabeled audio for adults/children: SelfTrainOptions overrides '
+                             '(\'{}\' for the defaults); give it a --tag')
+    parser.add_argument("--unlabeled-from", choices=("eval-rest", "pool-rest"), default="eval-rest",
+                        help="whose unlabeled audio self-training reads: the scored speakers' other "
+                             "utterances, or pool speakers not enrolled (default: %(default)s)")
     parser.add_argument("--report", type=Path, help="print markdown tables from a results file and exit")
     args = parser.parse_args(argv)
     if args.report:

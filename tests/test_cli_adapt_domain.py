@@ -47,7 +47,7 @@ def test_domain_confusion_without_unlabeled_audio_says_what_to_do(capsys, tmp_pa
 def test_unlabeled_without_domain_confusion_is_refused(capsys, tmp_path, tiny_whisper_dir):
     _enrolled(capsys, tmp_path, tiny_whisper_dir)
     code, _, err = run_cli(capsys, "adapt", "solo", "--unlabeled", _unlabeled_dir(tmp_path))
-    assert_one_line_error(code, err, "add --domain-confusion")
+    assert_one_line_error(code, err, "used by --domain-confusion or --self-train")
 
 
 @pytest.mark.parametrize("make,pattern", [
@@ -156,3 +156,55 @@ def test_enroll_passes_domain_confusion_through(capsys, tmp_path, tiny_whisper_d
     assert code in (0, 1), err  # a random tiny model may or may not beat itself
     assert "domain confusion on 0.6 min of unlabeled audio" in err
     assert Profile.open("newbie").info.metrics.get("domain_accuracy") is not None or code == 1
+
+
+def test_self_training_needs_unlabeled_audio_before_anything_is_enrolled(capsys, tmp_path, tiny_whisper_dir):
+    code, _, err = run_cli(capsys, "enroll", "newbie", "--from", _manifest(tmp_path), "--model", tiny_whisper_dir,
+                           "--self-train", *FAST_TRAIN)
+    assert_one_line_error(code, err, r"self-training needs the user's unlabeled audio.*--unlabeled PATH")
+    from asr_adapt.profiles import profiles_root
+
+    assert not (profiles_root() / "newbie").exists()
+    _enrolled(capsys, tmp_path, tiny_whisper_dir)
+    code, _, err = run_cli(capsys, "adapt", "solo", "--self-train", "--pseudo-keep", "0", *FAST_TRAIN)
+    assert_one_line_error(code, err, "keep share must be in")
+
+
+def test_self_training_runs_two_rounds_and_records_them(capsys, tmp_path, tiny_whisper_dir, monkeypatch):
+    """adapt --self-train: round one's model labels the unlabeled audio, round two trains on
+    the enrollment plus the surest labels; the profile says what was kept and which round won,
+    and every pseudo-label is written where the user can read it."""
+    import json
+
+    from asr_adapt import adaptation
+    from asr_adapt.training import TrainResult
+
+    profile = _enrolled(capsys, tmp_path, tiny_whisper_dir)
+    monkeypatch.setattr(TrainResult, "improved", property(lambda self: True))
+    # A random tiny model writes gibberish or nothing; give it words so that labels exist.
+    from asr_adapt.transcribe import Transcriber
+
+    monkeypatch.setattr(Transcriber, "transcribe_arrays",
+                        lambda self, audios: [f"Piece number {i}." for i in range(len(audios))])
+    rounds = []
+    real = adaptation.train_adapter
+
+    def counted(*args, **kwargs):
+        rounds.append(len(kwargs.get("pseudo_labeled", ())))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(adaptation, "train_adapter", counted)
+    folder = _unlabeled_dir(tmp_path, files=10, seconds=3.0)
+    code, _, err = run_cli(capsys, "adapt", "solo", "--self-train", "--unlabeled", folder, "--pseudo-keep", "0.8",
+                           "--pseudo-beam", "1", *FAST_TRAIN)
+    assert code == 0, err
+    assert rounds == [0, 8]  # 10 pieces, the surest 80%
+    assert "self-training: kept 8 of 10 pseudo-labelled pieces" in err and "kept round" in err
+    profile = Profile.open("solo")
+    st = profile.info.metrics["self_training"]
+    assert st["kept"] == 8 and st["kept_round"] in (1, 2) and st["round_two_heldout_wer"] is not None
+    assert profile.info.settings["self_training"]["keep_share"] == 0.8
+    assert profile.info.settings["unlabeled"]["files"] == 10
+    lines = [json.loads(line) for line in open(st["labels_file"])]
+    assert len(lines) == 10 and sum(line["kept"] for line in lines) == 8
+    assert all(line["text"].startswith("Piece number") for line in lines)

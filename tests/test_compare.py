@@ -206,3 +206,16 @@ def test_no_domain_picture_when_the_profile_has_none_or_it_is_gone(tmp_path):
     written = save_comparison(comparison, tmp_path / "out")
     assert "domain.png" not in [p.name for p in written] and comparison.domain_plot is None
     assert "domain.png" not in (tmp_path / "out" / "compare.md").read_text()
+
+
+def test_the_report_says_what_self_training_kept():
+    from asr_adapt.compare import adaptation_facts
+
+    facts = adaptation_facts({"domain_confusion": False, "self_training": {
+        "kept": 235, "pieces": 336, "kept_minutes": 17.1, "round_one_heldout_wer": 0.237,
+        "round_two_heldout_wer": 0.169, "kept_round": 2}})
+    assert facts["self-training"] == ("235 of 336 unlabeled pieces pseudo-labelled and kept (17.1 min); held-out WER "
+                                      "23.7% after round one, 16.9% after round two; round 2 kept")
+    markdown = compare_reports(make_report(2), make_report(3), meta=facts).to_markdown()
+    assert "**self-training**: 235 of 336" in markdown
+    assert "self-training" not in adaptation_facts({"domain_confusion": False, "self_training": None})
