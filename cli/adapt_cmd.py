@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from .common import (add_training_arguments, domain_settings, print_adapt_report, self_train_settings,
-                     training_settings)
-from asr_adapt.device import DEVICE_CHOICES
+from asr_adapt.cli.common import (
+    add_training_arguments, domain_settings, print_adapt_report, self_train_settings, training_settings,
+)
+from asr_adapt.core.device import DEVICE_CHOICES
 
 
 def register(subparsers) -> None:
@@ -23,8 +24,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from asr_adapt.adaptation import adapt_profile
-    from asr_adapt.profiles import Profile
+    from asr_adapt.profiles.adaptation import adapt_profile
+    from asr_adapt.profiles.profile import Profile
 
     lora, options = training_settings(args)
     domain, unlabeled, unlabeled_options = domain_settings(args)

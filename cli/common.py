@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from asr_adapt.audio import DEFAULT_MAX_SECONDS
-from asr_adapt.device import DEVICE_CHOICES
-from asr_adapt.models import DEFAULT_MODEL
-from asr_adapt.transcribe import TranscribeOptions
+from asr_adapt.audio.io import DEFAULT_MAX_SECONDS
+from asr_adapt.core.device import DEVICE_CHOICES
+from asr_adapt.models.loading import DEFAULT_MODEL
+from asr_adapt.models.transcriber import TranscribeOptions
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def decoding_options(args: argparse.Namespace) -> TranscribeOptions:
 
 def load_model(args: argparse.Namespace):
     """Resolve --model/--device/--dtype (import deferred: torch is slow to import)."""
-    from asr_adapt.models import resolve_model
+    from asr_adapt.models.loading import resolve_model
 
     return resolve_model(args.model, device=args.device, dtype=args.dtype)
 
@@ -65,7 +65,7 @@ def add_profile_argument(parser: argparse.ArgumentParser) -> None:
 def load_model_or_profile(args: argparse.Namespace):
     """--profile NAME (its base model + adapter) or plain --model."""
     if getattr(args, "profile", None):
-        from asr_adapt.personal import load_profile_model
+        from asr_adapt.profiles.personal import load_profile_model
 
         model = args.model if args.model != DEFAULT_MODEL else None
         loaded, _ = load_profile_model(args.profile, model=model, device=args.device, dtype=args.dtype)
@@ -75,8 +75,8 @@ def load_model_or_profile(args: argparse.Namespace):
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """LoRA and training flags, mapped 1:1 onto LoraSettings and TrainOptions."""
-    from asr_adapt.lora import AUTO, PLACES, LoraSettings
-    from asr_adapt.training import TrainOptions
+    from asr_adapt.adapt.lora import AUTO, PLACES, LoraSettings
+    from asr_adapt.adapt.training import TrainOptions
 
     lora, train = LoraSettings(), TrainOptions()
     group = parser.add_argument_group("adaptation")
@@ -125,7 +125,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_domain_arguments(parser: argparse.ArgumentParser) -> None:
     """Domain confusion flags, mapped 1:1 onto DomainOptions and UnlabeledOptions."""
-    from asr_adapt.domain import POOLINGS, DomainOptions
+    from asr_adapt.adapt.domain import POOLINGS, DomainOptions
 
     d = DomainOptions()
     group = parser.add_argument_group("domain confusion (unlabeled audio)")
@@ -160,7 +160,7 @@ def add_domain_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_self_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Self-training flags, mapped 1:1 onto SelfTrainOptions."""
-    from asr_adapt.self_training import SelfTrainOptions
+    from asr_adapt.adapt.self_training import SelfTrainOptions
 
     s = SelfTrainOptions()
     group = parser.add_argument_group("self-training (unlabeled audio)")
@@ -178,7 +178,7 @@ def add_self_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def self_train_settings(args: argparse.Namespace):
     """SelfTrainOptions from the flags, or None without --self-train."""
-    from asr_adapt.self_training import SelfTrainOptions
+    from asr_adapt.adapt.self_training import SelfTrainOptions
 
     if not args.self_train:
         return None
@@ -187,9 +187,9 @@ def self_train_settings(args: argparse.Namespace):
 
 def domain_settings(args: argparse.Namespace):
     """(DomainOptions, unlabeled sources, UnlabeledOptions) from the flags."""
-    from asr_adapt.domain import DomainOptions
-    from asr_adapt.errors import OptionsError
-    from asr_adapt.unlabeled import UnlabeledOptions
+    from asr_adapt.adapt.domain import DomainOptions
+    from asr_adapt.core.errors import OptionsError
+    from asr_adapt.data.unlabeled import UnlabeledOptions
 
     domain = DomainOptions(enabled=args.domain_confusion, weight=args.domain_weight, balance=args.domain_balance,
                            lambda_max=args.domain_lambda,
@@ -201,8 +201,8 @@ def domain_settings(args: argparse.Namespace):
 
 
 def training_settings(args: argparse.Namespace):
-    from asr_adapt.lora import LoraSettings
-    from asr_adapt.training import TrainOptions
+    from asr_adapt.adapt.lora import LoraSettings
+    from asr_adapt.adapt.training import TrainOptions
 
     lora = LoraSettings(rank=args.rank, alpha=args.alpha, dropout=args.lora_dropout, where=args.lora_where)
     options = TrainOptions(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.train_batch_size,

@@ -7,9 +7,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from asr_adapt.device import DEVICE_CHOICES, resolve_device
+from asr_adapt.core.device import DEVICE_CHOICES, resolve_device
 
-from .common import add_decoding_arguments, decoding_options
+from asr_adapt.cli.common import add_decoding_arguments, decoding_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,10 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compare, save the reports, print the markdown (paths written go to stderr)."""
-    from asr_adapt.compare import compare_profile, save_comparison
-    from asr_adapt.manifest import load_any
-    from asr_adapt.personal import require_adapter
-    from asr_adapt.profiles import Profile
+    from asr_adapt.report.compare import compare_profile, save_comparison
+    from asr_adapt.data.manifest import load_any
+    from asr_adapt.profiles.personal import require_adapter
+    from asr_adapt.profiles.profile import Profile
 
     started = datetime.now(timezone.utc)
     options = decoding_options(args)

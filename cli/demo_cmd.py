@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from asr_adapt.device import DEVICE_CHOICES
+from asr_adapt.core.device import DEVICE_CHOICES
 
-from .common import add_training_arguments, print_adapt_report, training_settings
+from asr_adapt.cli.common import add_training_arguments, print_adapt_report, training_settings
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from asr_adapt.demo import SAMPLES_DIR, run_demo
+    from asr_adapt.report.demo import SAMPLES_DIR, run_demo
 
     lora, options = training_settings(args)
     result = run_demo(args.out, samples=args.samples or SAMPLES_DIR, device=args.device, lora=lora,

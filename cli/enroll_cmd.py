@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import (add_model_arguments, add_training_arguments, domain_settings, print_adapt_report,
-                     self_train_settings, training_settings)
+from asr_adapt.cli.common import (
+    add_model_arguments, add_training_arguments, domain_settings, print_adapt_report, self_train_settings,
+    training_settings,
+)
 
 
 def register(subparsers) -> None:
@@ -34,31 +36,31 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from asr_adapt.profiles import validate_profile_name
+    from asr_adapt.profiles.profile import validate_profile_name
 
     if args.list_devices:
         return _list_devices()
 
     validate_profile_name(args.name)
     if args.add and args.force:
-        from asr_adapt.profiles import ProfileError
+        from asr_adapt.profiles.profile import ProfileError
 
         raise ProfileError("--add keeps the profile and --force replaces it: give one of them")
     lora, options = training_settings(args)  # bad flags fail before anything is written
     domain, unlabeled, unlabeled_options = domain_settings(args)
     self_train = self_train_settings(args)
-    from asr_adapt.profiles import profiles_root
+    from asr_adapt.profiles.profile import profiles_root
 
     fresh = args.force or not (profiles_root() / args.name).is_dir()
     if domain is not None and domain.enabled and not unlabeled and not args.no_train and fresh:
         # A new profile has no kept audio yet: say so before recording or importing anything.
-        from asr_adapt.training import TrainingError
+        from asr_adapt.adapt.training import TrainingError
 
         raise TrainingError(f"domain confusion needs the user's unlabeled audio and a new profile has none: "
                             f"pass --unlabeled PATH, or enroll first and later run asr-adapt live --profile "
                             f"{args.name} --keep-audio, then asr-adapt adapt {args.name} --domain-confusion")
     if self_train is not None and not unlabeled and not args.no_train and fresh:
-        from asr_adapt.training import TrainingError
+        from asr_adapt.adapt.training import TrainingError
 
         raise TrainingError(f"self-training needs the user's unlabeled audio and a new profile has none: "
                             f"pass --unlabeled PATH, or enroll first and later run asr-adapt live --profile "
@@ -68,7 +70,7 @@ def run(args) -> int:
         if profile is None:
             return 1
     else:
-        from asr_adapt.recording import enroll_from_microphone
+        from asr_adapt.profiles.enrollment import enroll_from_microphone
 
         profile = enroll_from_microphone(args.name, base_model=args.model, prompts=args.prompts,
                                          suggested_minutes=args.minutes, input_device=args.input_device,
@@ -76,7 +78,7 @@ def run(args) -> int:
     if args.no_train:
         print(f"enrollment stored in {profile.path}; train with: asr-adapt adapt {profile.name}", file=sys.stderr)
         return 0
-    from asr_adapt.adaptation import adapt_profile
+    from asr_adapt.profiles.adaptation import adapt_profile
 
     report = adapt_profile(profile, lora, options, device=args.device, progress=sys.stderr.isatty(),
                            domain=domain, unlabeled=unlabeled, unlabeled_options=unlabeled_options,
@@ -86,7 +88,7 @@ def run(args) -> int:
 
 
 def _list_devices() -> int:
-    from asr_adapt.microphone import list_input_devices
+    from asr_adapt.audio.microphone import list_input_devices
 
     devices = list_input_devices()
     for device in devices:
@@ -100,10 +102,10 @@ def _list_devices() -> int:
 
 def _import(args):
     """Enroll from recordings; returns the profile, or None when the user cancelled."""
-    from asr_adapt.manifest import load_any, summarize
-    from asr_adapt.models import resolve_model
-    from asr_adapt.profiles import Profile
-    from asr_adapt.training import TrainingError
+    from asr_adapt.data.manifest import load_any, summarize
+    from asr_adapt.models.loading import resolve_model
+    from asr_adapt.profiles.profile import Profile
+    from asr_adapt.adapt.training import TrainingError
 
     utterances = load_any(args.source, require_text=True)
     if len(utterances) < 8:
@@ -136,7 +138,7 @@ def _existing_profile_action(args) -> str:
     An existing profile is never replaced silently: --force replaces, --add adds, and in a
     terminal the user is asked; without a terminal (scripts, CI) it is an error.
     """
-    from asr_adapt.profiles import Profile, ProfileError, profiles_root
+    from asr_adapt.profiles.profile import Profile, ProfileError, profiles_root
 
     if args.force or not (profiles_root() / args.name).is_dir():
         return "create"
@@ -167,9 +169,9 @@ def _existing_profile_action(args) -> str:
 
 def _check_same_model(args, profile) -> None:
     """Recordings added to a profile train its own base model; a different --model is refused."""
-    from asr_adapt.profiles import ProfileError
+    from asr_adapt.profiles.profile import ProfileError
 
-    from asr_adapt.models import DEFAULT_MODEL
+    from asr_adapt.models.loading import DEFAULT_MODEL
 
     if args.model not in (DEFAULT_MODEL, profile.info.base_model):
         raise ProfileError(f"profile '{profile.name}' is built on {profile.info.base_model}, not {args.model}; "

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from asr_adapt.device import resolve_device
+from asr_adapt.core.device import resolve_device
 
-from .common import (add_decoding_arguments, add_model_arguments, add_profile_argument, decoding_options,
-                     load_model_or_profile)
+from asr_adapt.cli.common import (
+    add_decoding_arguments, add_model_arguments, add_profile_argument, decoding_options, load_model_or_profile,
+)
 
 
 def register(subparsers) -> None:
@@ -27,9 +28,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from asr_adapt.evaluate import evaluate_manifest
-    from asr_adapt.evaluation import save_report
-    from asr_adapt.manifest import load_any
+    from asr_adapt.report.evaluate import evaluate_manifest
+    from asr_adapt.data.scoring import save_report
+    from asr_adapt.data.manifest import load_any
 
     options = decoding_options(args)
     resolve_device(args.device, args.dtype)

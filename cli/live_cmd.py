@@ -9,14 +9,14 @@ import signal
 import sys
 from pathlib import Path
 
-from .common import add_model_arguments
+from asr_adapt.cli.common import add_model_arguments
 
 NO_MICROPHONE_LIVE = ("no microphone found; plug one in (see --list-devices), or transcribe a "
                       "recording with --replay FILE")
 
 
 def register(subparsers) -> None:
-    from asr_adapt.streaming import DEFAULT_ENCODER_WINDOW, StreamingOptions
+    from asr_adapt.decode.streaming import DEFAULT_ENCODER_WINDOW, StreamingOptions
 
     defaults = StreamingOptions()
     parser = subparsers.add_parser(
@@ -62,11 +62,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from asr_adapt.audio import audio_info, load_audio
-    from asr_adapt.device import resolve_device
-    from asr_adapt.errors import AudioError, OptionsError
-    from asr_adapt.live import LiveOptions
-    from asr_adapt.streaming import StreamingOptions, check_encoder_window
+    from asr_adapt.audio.io import audio_info, load_audio
+    from asr_adapt.core.device import resolve_device
+    from asr_adapt.core.errors import AudioError, OptionsError
+    from asr_adapt.decode.live import LiveOptions
+    from asr_adapt.decode.streaming import StreamingOptions, check_encoder_window
 
     if args.list_devices:
         return _list_devices()
@@ -94,8 +94,8 @@ def run(args) -> int:
         replay = None
         device = _resolve_microphone(args.input_device)
 
-    from asr_adapt.models import resolve_model
-    from asr_adapt.personal import AdapterSwitcher
+    from asr_adapt.models.loading import resolve_model
+    from asr_adapt.profiles.personal import AdapterSwitcher
 
     if placement.device.type == "cpu" and args.threads:
         import torch
@@ -112,18 +112,13 @@ def run(args) -> int:
 
 
 def _session(args, loaded, switcher, profile, options, live_options, replay, device, output) -> int:
-    from asr_adapt.live import (
-        AudioKeeper,
-        LiveSession,
-        default_transcript_path,
-        make_display,
-        start_command_reader,
-        wait_for_audio,
+    from asr_adapt.decode.live import (
+        AudioKeeper, LiveSession, default_transcript_path, make_display, start_command_reader, wait_for_audio,
         write_transcript,
     )
-    from asr_adapt.microphone import ArraySource, MicrophoneError, MicrophoneSource
-    from asr_adapt.errors import OptionsError
-    from asr_adapt.streaming import StreamingProcessor
+    from asr_adapt.audio.microphone import ArraySource, MicrophoneError, MicrophoneSource
+    from asr_adapt.core.errors import OptionsError
+    from asr_adapt.decode.streaming import StreamingProcessor
 
     if options.use_prompt and not loaded.engine.takes_prompt:
         raise OptionsError(f"--prompt gives Whisper the text so far; '{loaded.name}' is a {loaded.backend} CTC "
@@ -200,7 +195,7 @@ def _handle_signals(handler) -> dict:
 
 
 def _check_output(output: Path | None) -> Path | None:
-    from asr_adapt.errors import OptionsError
+    from asr_adapt.core.errors import OptionsError
 
     if output is None:
         return None
@@ -215,9 +210,9 @@ def _check_output(output: Path | None) -> Path | None:
 def _check_profile(args):
     if not args.profile:
         return None
-    from asr_adapt.models import DEFAULT_MODEL
-    from asr_adapt.personal import require_adapter
-    from asr_adapt.profiles import Profile, ProfileError
+    from asr_adapt.models.loading import DEFAULT_MODEL
+    from asr_adapt.profiles.personal import require_adapter
+    from asr_adapt.profiles.profile import Profile, ProfileError
 
     profile = Profile.open(args.profile)
     require_adapter(profile)
@@ -228,7 +223,7 @@ def _check_profile(args):
 
 
 def _resolve_microphone(spec):
-    from asr_adapt.microphone import MicrophoneError, resolve_input_device
+    from asr_adapt.audio.microphone import MicrophoneError, resolve_input_device
 
     try:
         return resolve_input_device(spec)
@@ -238,7 +233,7 @@ def _resolve_microphone(spec):
 
 def _live_hint(error):
     """The microphone module's hints speak of enrollment; here the way out is --replay."""
-    from asr_adapt.microphone import NO_MICROPHONE, MicrophoneError
+    from asr_adapt.audio.microphone import NO_MICROPHONE, MicrophoneError
 
     return MicrophoneError(NO_MICROPHONE_LIVE) if str(error) == NO_MICROPHONE else error
 
@@ -251,7 +246,7 @@ def _interactive() -> bool:
 
 
 def _list_devices() -> int:
-    from asr_adapt.microphone import list_input_devices
+    from asr_adapt.audio.microphone import list_input_devices
 
     devices = list_input_devices()
     for device in devices:

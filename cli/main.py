@@ -10,7 +10,7 @@ import os
 import sys
 
 from asr_adapt import __version__
-from asr_adapt.errors import AsrAdaptError
+from asr_adapt.core.errors import AsrAdaptError
 
 #: Sub-command modules, in the order ``--help`` lists them. Each defines
 #: ``register(subparsers)`` and a ``run(args) -> int`` set as the parser's default.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from asr_adapt import manifest
+from asr_adapt.data import manifest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_arguments, load_model
+from asr_adapt.cli.common import add_model_arguments, load_model
 
 
 def register(subparsers) -> None:
@@ -16,7 +16,7 @@ def register(subparsers) -> None:
 
 
 def run_list(args) -> int:
-    from asr_adapt.models import DEFAULT_MODEL, cache_dir, list_models
+    from asr_adapt.models.loading import DEFAULT_MODEL, cache_dir, list_models
 
     for entry in list_models():
         mark = "installed" if entry["installed"] else f"not installed: {entry['install']}"

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from asr_adapt import profiles
+from asr_adapt.profiles import profile as profiles
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,7 +69,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     """Print profile.json, then the enrollment size and the adapter folder."""
-    from asr_adapt.manifest import summarize
+    from asr_adapt.data.manifest import summarize
 
     profile = profiles.Profile.open(args.name)
     print(json.dumps(profile.info.to_dict(), indent=2, ensure_ascii=False))

@@ -5,14 +5,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from asr_adapt.audio import audio_info
-from asr_adapt.device import resolve_device
-from asr_adapt.errors import AudioError, OptionsError
-from asr_adapt.files import write_text_atomic
-from asr_adapt.formats import OUTPUT_FORMATS, render
+from asr_adapt.audio.io import audio_info
+from asr_adapt.core.device import resolve_device
+from asr_adapt.core.errors import AudioError, OptionsError
+from asr_adapt.core.files import write_text_atomic
+from asr_adapt.decode.formats import OUTPUT_FORMATS, render
 
-from .common import (add_decoding_arguments, add_model_arguments, add_profile_argument, decoding_options,
-                     load_model_or_profile)
+from asr_adapt.cli.common import (
+    add_decoding_arguments, add_model_arguments, add_profile_argument, decoding_options, load_model_or_profile,
+)
 
 
 def register(subparsers) -> None:
@@ -39,7 +40,7 @@ def run(args) -> int:
     if args.output_dir is None and args.output == "srt" and len(args.files) > 1:
         raise OptionsError("several files as SRT need --output-dir, one subtitle file per input")
     loaded = load_model_or_profile(args)
-    from asr_adapt.transcribe import Transcriber
+    from asr_adapt.models.transcriber import Transcriber
 
     transcriber = Transcriber(loaded, options)
     results = []

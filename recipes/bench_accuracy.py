@@ -52,7 +52,7 @@ for path in (REPO, REPO / "recipes"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from asr_adapt.manifest import Utterance, read_manifest  # noqa: E402
+from asr_adapt.data.manifest import Utterance, read_manifest
 
 MODEL = "whisper-tiny.en"
 CURVE_MINUTES = (1.0, 2.0, 5.0, 10.0)
@@ -131,7 +131,7 @@ class Bench:
         self.out.write_text(json.dumps(self.results, indent=1))
 
     def audio(self, utterances):
-        from asr_adapt.audio import load_audio
+        from asr_adapt.audio.io import load_audio
 
         for u in utterances:
             if u.audio not in self._audio_cache:
@@ -139,8 +139,8 @@ class Bench:
         return [self._audio_cache[u.audio] for u in utterances]
 
     def wer(self, loaded, utterances, encoder_window="full") -> dict:
-        from asr_adapt.evaluation import score
-        from asr_adapt.transcribe import Transcriber, TranscribeOptions, reads_short_windows
+        from asr_adapt.data.scoring import score
+        from asr_adapt.models.transcriber import Transcriber, TranscribeOptions, reads_short_windows
 
         started = time.perf_counter()
         transcriber = Transcriber(loaded, TranscribeOptions(beam_size=self.beam_size, encoder_window=encoder_window))
@@ -153,7 +153,7 @@ class Bench:
                 "seconds": round(time.perf_counter() - started, 1)}
 
     def baseline(self, key: str, test: list[Utterance]) -> dict:
-        from asr_adapt.models import resolve_model
+        from asr_adapt.models.loading import resolve_model
 
         if (row := self.done(key)) is None:
             loaded = resolve_model(self.model, device="cpu", dtype="float32")
@@ -164,10 +164,10 @@ class Bench:
 
     def adapt(self, key: str, train: list[Utterance], test: list[Utterance], seed: int,
               budget_minutes: float | None = None, unlabeled: list[Utterance] | None = None, **extra) -> dict:
-        from asr_adapt.lora import LoraSettings
-        from asr_adapt.manifest import summarize
-        from asr_adapt.models import resolve_model
-        from asr_adapt.training import TrainOptions, train_adapter
+        from asr_adapt.adapt.lora import LoraSettings
+        from asr_adapt.data.manifest import summarize
+        from asr_adapt.models.loading import resolve_model
+        from asr_adapt.adapt.training import TrainOptions, train_adapter
 
         if self.tag:
             key = f"{key}/{self.tag}"
@@ -209,12 +209,12 @@ class Bench:
         """Self-training as ``asr-adapt adapt --self-train`` does it; returns the kept round's
         (loaded, result) and what happened, with the pseudo-labels' true WER (the bench knows
         the transcripts the user would not have)."""
-        from asr_adapt.evaluation import score
-        from asr_adapt.lora import LoraSettings
-        from asr_adapt.models import resolve_model
-        from asr_adapt.self_training import SelfTrainOptions, pseudo_label, round_two_wins
-        from asr_adapt.training import train_adapter
-        from asr_adapt.unlabeled import UnlabeledPiece
+        from asr_adapt.data.scoring import score
+        from asr_adapt.adapt.lora import LoraSettings
+        from asr_adapt.models.loading import resolve_model
+        from asr_adapt.adapt.self_training import SelfTrainOptions, pseudo_label, round_two_wins
+        from asr_adapt.adapt.training import train_adapter
+        from asr_adapt.data.unlabeled import UnlabeledPiece
 
         st_options = SelfTrainOptions(**self.self_train)
         pieces = [UnlabeledPiece(source=str(u.audio), start=0.0, audio=a) for u, a in zip(unlabeled, self.audio(unlabeled))]

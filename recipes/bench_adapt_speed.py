@@ -36,13 +36,13 @@ VARIANTS = {
 def run_variant(name: str, epochs: int, seed: int) -> dict:
     """Train one variant in this process and return its measurements."""
     sys.path.insert(0, str(REPO))
-    from asr_adapt.audio import load_audio
-    from asr_adapt.evaluation import score
-    from asr_adapt.lora import LoraSettings
-    from asr_adapt.manifest import read_manifest
-    from asr_adapt.models import resolve_model
-    from asr_adapt.training import TrainOptions, train_adapter
-    from asr_adapt.transcribe import Transcriber
+    from asr_adapt.audio.io import load_audio
+    from asr_adapt.data.scoring import score
+    from asr_adapt.adapt.lora import LoraSettings
+    from asr_adapt.data.manifest import read_manifest
+    from asr_adapt.models.loading import resolve_model
+    from asr_adapt.adapt.training import TrainOptions, train_adapter
+    from asr_adapt.models.transcriber import Transcriber
 
     import torch
 

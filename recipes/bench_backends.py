@@ -81,12 +81,12 @@ def run_model(name: str, steps: int, device: str, folder: Path, pack_seconds: fl
     import numpy as np
     import torch
 
-    from asr_adapt.audio import SAMPLE_RATE, load_audio
-    from asr_adapt.ctc import VocabularyError
-    from asr_adapt.lora import LoraSettings, attach_lora, count_parameters
-    from asr_adapt.manifest import read_manifest
-    from asr_adapt.models import resolve_model
-    from asr_adapt.training import TrainOptions, _Example, pack_windows
+    from asr_adapt.audio.io import SAMPLE_RATE, load_audio
+    from asr_adapt.models.ctc import VocabularyError
+    from asr_adapt.adapt.lora import LoraSettings, attach_lora, count_parameters
+    from asr_adapt.data.manifest import read_manifest
+    from asr_adapt.models.loading import resolve_model
+    from asr_adapt.adapt.training import TrainOptions, _Example, pack_windows
 
     model_ref = str(build_wav2vec2_base(folder)) if name == "wav2vec2-base-random" else name
     loaded = resolve_model(model_ref, device=device, dtype="float32")

@@ -73,7 +73,7 @@ def every_nth(items: list, count: int) -> list:
 
 
 def wer_sets(samples: Path, quick: bool) -> dict[str, list]:
-    from asr_adapt.manifest import read_manifest
+    from asr_adapt.data.manifest import read_manifest
 
     if not samples.is_file():
         sys.exit(f"{samples} is missing; generate the samples first")
@@ -112,8 +112,8 @@ def accuracy(report) -> dict:
 
 
 def run_wer(loaded, sets: dict[str, list], reports_dir: Path) -> dict[str, dict]:
-    from asr_adapt.evaluate import evaluate_manifest
-    from asr_adapt.transcribe import Transcriber, TranscribeOptions
+    from asr_adapt.report.evaluate import evaluate_manifest
+    from asr_adapt.models.transcriber import Transcriber, TranscribeOptions
 
     options = TranscribeOptions(batch_size=BATCH, beam_size=1)
     # Warm-up (untimed): one batch from the adaptation pool, so that the first set's time
@@ -147,7 +147,7 @@ class Ours:
     key = "ours"
 
     def __init__(self, loaded):
-        from asr_adapt.transcribe import Transcriber, TranscribeOptions
+        from asr_adapt.models.transcriber import Transcriber, TranscribeOptions
 
         self.transcriber = Transcriber(loaded, TranscribeOptions(batch_size=BATCH, beam_size=1))
 
@@ -190,8 +190,8 @@ def speed_subset(sets: dict[str, list], quick: bool) -> list:
 
 
 def run_speed(loaded, utterances: list, threads: int) -> dict:
-    from asr_adapt.audio import SAMPLE_RATE, load_audio
-    from asr_adapt.evaluation import score
+    from asr_adapt.audio.io import SAMPLE_RATE, load_audio
+    from asr_adapt.data.scoring import score
 
     audios = [load_audio(u.audio) for u in utterances]
     audio_seconds = sum(len(a) for a in audios) / SAMPLE_RATE
@@ -253,8 +253,8 @@ def markdown(results: dict) -> str:
 
 def rescore(path: Path) -> int:
     """Recompute accuracy figures of a results file without transcribing anything."""
-    from asr_adapt.evaluation import EvalReport, score
-    from asr_adapt.manifest import read_manifest
+    from asr_adapt.data.scoring import EvalReport, score
+    from asr_adapt.data.manifest import read_manifest
 
     results = json.loads(path.read_text())
     for r in results["wer"].values():
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     transformers.logging.set_verbosity_error()  # the max_length/max_new_tokens notice, per batch
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
-    from asr_adapt.models import resolve_model
+    from asr_adapt.models.loading import resolve_model
 
     started = time.perf_counter()
     results = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),

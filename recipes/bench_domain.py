@@ -39,8 +39,8 @@ for path in (REPO, REPO / "recipes"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from asr_adapt.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from asr_adapt.manifest import Utterance, read_manifest  # noqa: E402
+from asr_adapt.audio.io import SAMPLE_RATE, load_audio
+from asr_adapt.data.manifest import Utterance, read_manifest
 
 UNLABELED_LINES = range(72, 152)  # 0-based prompt indices: lines 73-152 (not enroll, test, generic)
 
@@ -113,8 +113,8 @@ def real_data() -> dict:
 
 
 def evaluate(loaded, data: dict) -> float:
-    from asr_adapt.evaluation import score
-    from asr_adapt.transcribe import Transcriber, TranscribeOptions
+    from asr_adapt.data.scoring import score
+    from asr_adapt.models.transcriber import Transcriber, TranscribeOptions
 
     hypotheses = Transcriber(loaded, TranscribeOptions(batch_size=8)).transcribe_arrays(data["eval_audio"])
     return score(data["eval_text"], hypotheses).wer
@@ -122,10 +122,10 @@ def evaluate(loaded, data: dict) -> float:
 
 def run_one(part: str, data: dict, variant: str, seed: int, epochs: int, dc: dict, label: str = "",
             train: dict | None = None) -> dict:
-    from asr_adapt.domain import DomainOptions
-    from asr_adapt.lora import LoraSettings
-    from asr_adapt.models import resolve_model
-    from asr_adapt.training import TrainOptions, train_adapter
+    from asr_adapt.adapt.domain import DomainOptions
+    from asr_adapt.adapt.lora import LoraSettings
+    from asr_adapt.models.loading import resolve_model
+    from asr_adapt.adapt.training import TrainOptions, train_adapter
 
     loaded = resolve_model("whisper-tiny.en", device="cpu", dtype="float32")
     options = TrainOptions(**{"epochs": epochs, "seed": seed, **(train or {})})
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{part}: {len(data['labeled'])} labeled, {len(data['unlabeled'])} unlabeled "
               f"({sum(map(len, data['unlabeled'])) / SAMPLE_RATE / 60:.1f} min), {len(data['eval_audio'])} eval",
               flush=True)
-        from asr_adapt.models import resolve_model
+        from asr_adapt.models.loading import resolve_model
 
         done = [r for r in map(json.loads, results.read_text().splitlines() if results.is_file() else [])
                 if r["part"] == part and r["variant"] == "unadapted"]

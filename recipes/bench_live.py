@@ -39,18 +39,13 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # one warning per decode otherwise
 sys.path.insert(0, str(REPO))
 
-from asr_adapt.audio import SAMPLE_RATE, load_audio
-from asr_adapt.evaluation import score
-from asr_adapt.manifest import read_manifest
-from asr_adapt.streaming import (
-    StreamingOptions,
-    StreamingProcessor,
-    WhisperDecoder,
-    normalize_word,
-    run_deterministic,
-    simulate_live,
+from asr_adapt.audio.io import SAMPLE_RATE, load_audio
+from asr_adapt.data.scoring import score
+from asr_adapt.data.manifest import read_manifest
+from asr_adapt.decode.streaming import (
+    StreamingOptions, StreamingProcessor, WhisperDecoder, normalize_word, run_deterministic, simulate_live,
 )
-from asr_adapt.vad import speech_mask
+from asr_adapt.audio.vad import speech_mask
 
 PROFILE = "bench-live"
 
@@ -113,7 +108,7 @@ def bench(loaded, utterances, options: StreamingOptions, label: str, encoder_win
           modes=("fixed_hop", "live"), offline_beam: int = 1) -> dict:
     """Stream each utterance in ``modes`` and time its words' commits against the offline
     transcription of the same files (decoded with a beam of ``offline_beam``)."""
-    from asr_adapt.transcribe import TranscribeOptions, Transcriber
+    from asr_adapt.models.transcriber import TranscribeOptions, Transcriber
 
     audios = [load_audio(u.audio) for u in utterances]
     started = time.perf_counter()
@@ -167,9 +162,9 @@ def ensure_profile(home: Path, model: str, device: str, train: dict | None = Non
     """Adapt the bench profile on samples/enroll (``train``: TrainOptions overrides) unless
     ``home`` has it already."""
     os.environ["ASR_ADAPT_HOME"] = str(home)
-    from asr_adapt.adaptation import adapt_profile
-    from asr_adapt.models import resolve_model
-    from asr_adapt.profiles import Profile, ProfileError
+    from asr_adapt.profiles.adaptation import adapt_profile
+    from asr_adapt.models.loading import resolve_model
+    from asr_adapt.profiles.profile import Profile, ProfileError
 
     try:
         if Profile.open(PROFILE).adapter_dir is not None:
@@ -182,7 +177,7 @@ def ensure_profile(home: Path, model: str, device: str, train: dict | None = Non
     del base
     profile.import_enrollment(read_manifest(REPO / "samples" / "enroll" / "manifest.jsonl"))
     started = time.perf_counter()
-    from asr_adapt.training import TrainOptions
+    from asr_adapt.adapt.training import TrainOptions
 
     report = adapt_profile(profile, device=device, options=TrainOptions(**(train or {})))
     print(f"adapted '{PROFILE}' in {time.perf_counter() - started:.0f} s: held-out WER "
@@ -228,8 +223,8 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from asr_adapt.models import resolve_model
-    from asr_adapt.personal import AdapterSwitcher
+    from asr_adapt.models.loading import resolve_model
+    from asr_adapt.profiles.personal import AdapterSwitcher
 
     utterances = read_manifest(REPO / "samples" / "test" / "manifest.jsonl")[:args.count]
     sets = [("samples/test", utterances)]

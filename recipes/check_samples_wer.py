@@ -32,8 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from asr_adapt.audio import load_audio  # noqa: E402  (after the path set-up above)
-from asr_adapt.evaluation import english_spelling_mapping, normalizer  # noqa: E402
+from asr_adapt.audio.io import load_audio
+from asr_adapt.data.scoring import english_spelling_mapping, normalizer
 
 
 def main(argv: list[str] | None = None) -> int:

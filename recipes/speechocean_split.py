@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout: import the local package
     sys.path.insert(0, str(REPO))
 
-from asr_adapt.manifest import Utterance, read_manifest, summarize, write_manifest  # noqa: E402
+from asr_adapt.data.manifest import Utterance, read_manifest, summarize, write_manifest
 
 #: Youngest age counted as an adult (the corpus has no speaker aged 16-18).
 ADULT_MIN_AGE = 16

@@ -78,7 +78,7 @@ def tiny_whisper_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bundled_model():
     """The real pretrained tiny.en, converted once for the session (a few seconds)."""
-    from asr_adapt.models import resolve_model
+    from asr_adapt.models.loading import resolve_model
 
     return resolve_model("whisper-tiny.en", device="cpu")
 
@@ -99,7 +99,7 @@ def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 150) -> Pat
 
 
 def read_samples_manifest(part: str):
-    from asr_adapt.manifest import read_manifest
+    from asr_adapt.data.manifest import read_manifest
 
     path = SAMPLES / part / "manifest.jsonl"
     if not path.is_file():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_adapt.audio import SAMPLE_RATE, audio_info, is_silent, load_audio, split_into_windows
-from asr_adapt.errors import AudioError
+from asr_adapt.audio.io import SAMPLE_RATE, audio_info, is_silent, load_audio, split_into_windows
+from asr_adapt.core.errors import AudioError
 from conftest import sine
 
 

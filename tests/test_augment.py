@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from asr_adapt import training
-from asr_adapt.augment import SpecAugment, speed_perturb
-from asr_adapt.errors import OptionsError
-from asr_adapt.lora import LoraSettings
-from asr_adapt.models import resolve_model
-from asr_adapt.training import TrainOptions, train_adapter
+from asr_adapt.adapt import training
+from asr_adapt.audio.augment import SpecAugment, speed_perturb
+from asr_adapt.core.errors import OptionsError
+from asr_adapt.adapt.lora import LoraSettings
+from asr_adapt.models.loading import resolve_model
+from asr_adapt.adapt.training import TrainOptions, train_adapter
 from conftest import sine
 from test_training import _tiny_utterances
 
@@ -88,7 +88,7 @@ def test_training_augments_what_it_trains_on_and_judges_the_real_audio(tiny_whis
 
 
 def test_an_utterance_never_grows_past_the_window_by_slowing_down():
-    from asr_adapt.training import _Example, _perturbed
+    from asr_adapt.adapt.training import _Example, _perturbed
 
     long = _Example(sine(28.0), "long")
     short = _Example(sine(3.0), "short")

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from asr_adapt.cli.main import main
-from asr_adapt.manifest import Utterance, write_manifest
+from asr_adapt.data.manifest import Utterance, write_manifest
 from conftest import REPO, sine
 
 
@@ -56,7 +56,7 @@ def test_transcribe_bad_audio(capsys, tmp_path, make, pattern):
 
 
 def test_transcribe_checks_every_file_before_loading_the_model(capsys, tmp_path, wav, monkeypatch):
-    from asr_adapt import models
+    from asr_adapt.models import loading as models
 
     monkeypatch.setattr(models, "resolve_model", lambda *a, **k: pytest.fail("model loaded"))
     code, _, err = run_cli(capsys, "transcribe", wav, tmp_path / "typo.wav")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_adapt.profiles import Profile
+from asr_adapt.profiles.profile import Profile
 from conftest import sine
 from test_cli import assert_one_line_error, run_cli
 from test_cli_enroll import _manifest
@@ -36,7 +36,7 @@ FAST_TRAIN = ("--epochs", "1", "--pack-seconds", "0", "--domain-hidden", "8")
 
 
 def test_domain_confusion_without_unlabeled_audio_says_what_to_do(capsys, tmp_path, tiny_whisper_dir, monkeypatch):
-    from asr_adapt import adaptation
+    from asr_adapt.profiles import adaptation
 
     _enrolled(capsys, tmp_path, tiny_whisper_dir)
     monkeypatch.setattr(adaptation, "resolve_model", lambda *a, **k: pytest.fail("model loaded"))
@@ -82,7 +82,7 @@ def test_closed_loop_kept_audio_and_folder_adapter_loads_with_plain_peft(capsys,
     from peft import PeftModel
     from transformers import WhisperForConditionalGeneration
 
-    from asr_adapt.training import TrainResult
+    from asr_adapt.adapt.training import TrainResult
 
     profile = _enrolled(capsys, tmp_path, tiny_whisper_dir)
     profile.add_unlabeled_audio(sine(6.0, freq=300), source="live")  # what live --keep-audio keeps
@@ -119,8 +119,8 @@ def test_closed_loop_kept_audio_and_folder_adapter_loads_with_plain_peft(capsys,
 
 
 def test_divergence_is_reported_and_a_better_adapter_kept(capsys, tmp_path, tiny_whisper_dir, monkeypatch):
-    from asr_adapt import adaptation
-    from asr_adapt.training import TrainResult
+    from asr_adapt.profiles import adaptation
+    from asr_adapt.adapt.training import TrainResult
 
     profile = _enrolled(capsys, tmp_path, tiny_whisper_dir)
     monkeypatch.setattr(TrainResult, "improved", property(lambda self: True))
@@ -148,7 +148,7 @@ def test_enroll_passes_domain_confusion_through(capsys, tmp_path, tiny_whisper_d
     code, _, err = run_cli(capsys, "enroll", "newbie", "--from", _manifest(tmp_path), "--model", tiny_whisper_dir,
                            "--domain-confusion", *FAST_TRAIN)
     assert_one_line_error(code, err, "needs the user's unlabeled audio")
-    from asr_adapt.profiles import profiles_root
+    from asr_adapt.profiles.profile import profiles_root
 
     assert not (profiles_root() / "newbie").exists()  # refused before anything was enrolled
     code, _, err = run_cli(capsys, "enroll", "newbie", "--from", _manifest(tmp_path), "--model", tiny_whisper_dir,
@@ -162,7 +162,7 @@ def test_self_training_needs_unlabeled_audio_before_anything_is_enrolled(capsys,
     code, _, err = run_cli(capsys, "enroll", "newbie", "--from", _manifest(tmp_path), "--model", tiny_whisper_dir,
                            "--self-train", *FAST_TRAIN)
     assert_one_line_error(code, err, r"self-training needs the user's unlabeled audio.*--unlabeled PATH")
-    from asr_adapt.profiles import profiles_root
+    from asr_adapt.profiles.profile import profiles_root
 
     assert not (profiles_root() / "newbie").exists()
     _enrolled(capsys, tmp_path, tiny_whisper_dir)
@@ -176,13 +176,13 @@ def test_self_training_runs_two_rounds_and_records_them(capsys, tmp_path, tiny_w
     and every pseudo-label is written where the user can read it."""
     import json
 
-    from asr_adapt import adaptation
-    from asr_adapt.training import TrainResult
+    from asr_adapt.profiles import adaptation
+    from asr_adapt.adapt.training import TrainResult
 
     profile = _enrolled(capsys, tmp_path, tiny_whisper_dir)
     monkeypatch.setattr(TrainResult, "improved", property(lambda self: True))
     # A random tiny model writes gibberish or nothing; give it words so that labels exist.
-    from asr_adapt.transcribe import Transcriber
+    from asr_adapt.models.transcriber import Transcriber
 
     monkeypatch.setattr(Transcriber, "transcribe_arrays",
                         lambda self, audios: [f"Piece number {i}." for i in range(len(audios))])

@@ -8,7 +8,7 @@ import re
 import pytest
 import soundfile as sf
 
-from asr_adapt.manifest import Utterance, write_manifest
+from asr_adapt.data.manifest import Utterance, write_manifest
 from conftest import sine
 from test_cli import assert_one_line_error, run_cli
 
@@ -23,7 +23,7 @@ def profiles_home(monkeypatch, tmp_path):
 @pytest.fixture
 def count_loads(monkeypatch):
     """Count base-model loads (compare must load it once for both runs)."""
-    from asr_adapt import models
+    from asr_adapt.models import loading as models
 
     calls = []
     real = models.resolve_model
@@ -37,7 +37,7 @@ def count_loads(monkeypatch):
 
 @pytest.fixture
 def no_model_load(monkeypatch):
-    from asr_adapt import models
+    from asr_adapt.models import loading as models
 
     monkeypatch.setattr(models, "resolve_model", lambda *a, **k: pytest.fail("model loaded"))
 
@@ -47,8 +47,8 @@ def make_profile(name, tiny_whisper_dir, with_adapter=True):
     import torch
     from transformers import WhisperForConditionalGeneration
 
-    from asr_adapt.lora import LoraSettings, attach_lora
-    from asr_adapt.profiles import Profile
+    from asr_adapt.adapt.lora import LoraSettings, attach_lora
+    from asr_adapt.profiles.profile import Profile
 
     profile = Profile.create(name, base_model=str(tiny_whisper_dir), base_weights_sha256=None)
     if with_adapter:

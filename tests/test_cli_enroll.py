@@ -7,8 +7,8 @@ import json
 import pytest
 import soundfile as sf
 
-from asr_adapt.manifest import Utterance, read_manifest, write_manifest
-from asr_adapt.profiles import Profile
+from asr_adapt.data.manifest import Utterance, read_manifest, write_manifest
+from asr_adapt.profiles.profile import Profile
 from conftest import REPO, sine
 from test_cli import FAST, assert_one_line_error, run_cli
 
@@ -150,7 +150,7 @@ def test_real_adaptation_lowers_wer_on_held_out_sample_speech(capsys, tmp_path):
 
 
 def test_list_devices(capsys, monkeypatch):
-    from asr_adapt import microphone
+    from asr_adapt.audio import microphone
 
     fake = [{"index": 3, "name": "USB headset", "channels": 1, "default_samplerate": 48000.0, "is_default": True}]
     monkeypatch.setattr(microphone, "list_input_devices", lambda: fake)
@@ -166,7 +166,7 @@ def test_disk_full_while_saving_keeps_the_previous_adapter(capsys, monkeypatch, 
 
     import peft.peft_model
 
-    from asr_adapt.training import TrainResult
+    from asr_adapt.adapt.training import TrainResult
 
     manifest = _manifest(tmp_path)
     run_cli(capsys, "enroll", "solo", "--from", manifest, "--model", tiny_whisper_dir, "--no-train")

@@ -16,7 +16,7 @@ from conftest import read_samples_manifest
 from test_cli import assert_one_line_error, run_cli
 from test_microphone import device, fake_sounddevice
 
-from asr_adapt import microphone
+from asr_adapt.audio import microphone
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +26,7 @@ def profiles_home(monkeypatch, tmp_path):
 
 @pytest.fixture
 def no_model_load(monkeypatch):
-    from asr_adapt import models
+    from asr_adapt.models import loading as models
 
     monkeypatch.setattr(models, "resolve_model", lambda *a, **k: pytest.fail("model loaded"))
 
@@ -41,7 +41,7 @@ def use_fake(monkeypatch):
 
 def samples_audio(tmp_path, count, gap=0.5):
     """The first ``count`` samples/test utterances, joined with pauses, as one WAV; and the text."""
-    from asr_adapt.audio import load_audio
+    from asr_adapt.audio.io import load_audio
 
     utterances = read_samples_manifest("test")[:count]
     silence = np.zeros(int(gap * 16000), np.float32)
@@ -52,7 +52,7 @@ def samples_audio(tmp_path, count, gap=0.5):
 
 
 def wer(reference, hypothesis):
-    from asr_adapt.evaluation import score
+    from asr_adapt.data.scoring import score
 
     return score([reference], [hypothesis]).wer
 
@@ -179,7 +179,7 @@ def test_live_through_a_virtual_microphone(tmp_path, bundled_model):
 def test_keep_audio_stores_the_replayed_speech_in_the_profile(capsys, tmp_path, tiny_whisper_dir):
     from test_live import make_profile
 
-    from asr_adapt.profiles import Profile
+    from asr_adapt.profiles.profile import Profile
 
     make_profile("alice", tiny_whisper_dir)
     path, audio, _ = samples_audio(tmp_path, 1, gap=0.2)

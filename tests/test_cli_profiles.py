@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from asr_adapt.cli import main as cli_main
-from asr_adapt.profiles import Profile
+from asr_adapt.profiles.profile import Profile
 from conftest import sine
 from test_profiles import fake_adapter
 

@@ -16,8 +16,8 @@ from asr_adapt.cli.main import main
 from test_cli import assert_one_line_error, run_cli
 from wav2vec2_models import TONE_TEXTS, build_tiny_ctc, one_thread, tone_utterance  # noqa: F401 (fixture)
 
-from asr_adapt.manifest import Utterance, write_manifest
-from asr_adapt.profiles import Profile
+from asr_adapt.data.manifest import Utterance, write_manifest
+from asr_adapt.profiles.profile import Profile
 
 #: Tuned on the tiny model (hidden 64, 2 layers): the held-out WER leaves 100% after ~15
 #: epochs and reaches 0 by ~25; patience keeps the early stop from firing on the plateau.
@@ -131,12 +131,8 @@ def test_live_refuses_a_prompt_for_ctc(capsys, trained, tmp_path):
 
 def test_streaming_with_the_ctc_decoder_commits_the_words(trained):
     """The library path of ``live``, deterministic: the CTC decoder under LocalAgreement."""
-    from asr_adapt.personal import load_profile_model
-    from asr_adapt.streaming import (
-        StreamingOptions,
-        StreamingProcessor,
-        run_deterministic,
-    )
+    from asr_adapt.profiles.personal import load_profile_model
+    from asr_adapt.decode.streaming import StreamingOptions, StreamingProcessor, run_deterministic
 
     loaded, _ = load_profile_model("tones", device="cpu")
     silence = np.zeros(8000, np.float32)

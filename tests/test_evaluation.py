@@ -6,14 +6,8 @@ import json
 
 import pytest
 
-from asr_adapt.errors import OptionsError
-from asr_adapt.evaluation import (
-    EvalReport,
-    load_report,
-    normalizer,
-    save_report,
-    score,
-)
+from asr_adapt.core.errors import OptionsError
+from asr_adapt.data.scoring import EvalReport, load_report, normalizer, save_report, score
 
 
 # --------------------------------------------------------------------------- normalization

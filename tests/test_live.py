@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asr_adapt.profiles import ProfileError
+from asr_adapt.profiles.profile import ProfileError
 
 
 @pytest.fixture(autouse=True)
@@ -19,8 +19,8 @@ def make_profile(name, tiny_whisper_dir, seed=1, with_adapter=True):
     import torch
     from transformers import WhisperForConditionalGeneration
 
-    from asr_adapt.lora import LoraSettings, attach_lora
-    from asr_adapt.profiles import Profile
+    from asr_adapt.adapt.lora import LoraSettings, attach_lora
+    from asr_adapt.profiles.profile import Profile
 
     profile = Profile.create(name, base_model=str(tiny_whisper_dir), base_weights_sha256=None)
     if with_adapter:
@@ -47,8 +47,8 @@ def logits(loaded):
 def test_switching_profiles_without_reloading_the_base(tiny_whisper_dir):
     import torch
 
-    from asr_adapt.models import resolve_model
-    from asr_adapt.personal import AdapterSwitcher, load_profile_model
+    from asr_adapt.models.loading import resolve_model
+    from asr_adapt.profiles.personal import AdapterSwitcher, load_profile_model
 
     make_profile("alice", tiny_whisper_dir, seed=1)
     bob = make_profile("bob", tiny_whisper_dir, seed=7)
@@ -78,8 +78,8 @@ def test_switching_profiles_without_reloading_the_base(tiny_whisper_dir):
 
 
 def test_switching_to_a_bad_profile_keeps_a_working_model(tiny_whisper_dir):
-    from asr_adapt.models import resolve_model
-    from asr_adapt.personal import AdapterSwitcher
+    from asr_adapt.models.loading import resolve_model
+    from asr_adapt.profiles.personal import AdapterSwitcher
 
     make_profile("alice", tiny_whisper_dir)
     make_profile("empty", tiny_whisper_dir, with_adapter=False)
@@ -134,8 +134,8 @@ def tone_session(audio, then=None, **kwargs):
 
     from streaming_fakes import ToneDecoder
 
-    from asr_adapt.live import LineDisplay, LiveSession
-    from asr_adapt.streaming import StreamingOptions, StreamingProcessor
+    from asr_adapt.decode.live import LineDisplay, LiveSession
+    from asr_adapt.decode.streaming import StreamingOptions, StreamingProcessor
 
     out, notes = io.StringIO(), io.StringIO()
     source = ScriptedSource(audio, then=then, overflows=kwargs.pop("overflows", 0))
@@ -158,7 +158,7 @@ def test_session_prints_committed_phrases_and_counts_overflows():
 def test_lost_device_keeps_the_text_so_far():
     from streaming_fakes import script_audio
 
-    from asr_adapt.microphone import MicrophoneError
+    from asr_adapt.audio.microphone import MicrophoneError
 
     audio, _ = script_audio([[1, 2, 3, 4]], pause_seconds=0.05)
     result, _, _, _ = tone_session(audio, then=MicrophoneError("the microphone 'x' stopped delivering audio"))
@@ -169,7 +169,7 @@ def test_lost_device_keeps_the_text_so_far():
 def test_ctrl_c_flushes_and_writes(tmp_path):
     from streaming_fakes import script_audio
 
-    from asr_adapt.live import default_transcript_path, write_transcript
+    from asr_adapt.decode.live import default_transcript_path, write_transcript
 
     audio, _ = script_audio([[7, 8], [9]], pause_seconds=0.05)
     result, _, _, _ = tone_session(audio, then=KeyboardInterrupt())
@@ -207,8 +207,8 @@ def test_typed_profile_names_switch_adapters():
 def test_kept_audio_goes_into_the_profile_in_pieces(tmp_path):
     from streaming_fakes import script_audio
 
-    from asr_adapt.live import AudioKeeper
-    from asr_adapt.profiles import Profile
+    from asr_adapt.decode.live import AudioKeeper
+    from asr_adapt.profiles.profile import Profile
 
     profile = Profile.create("alice", base_model="whisper-tiny.en", base_weights_sha256=None)
     speech, _ = script_audio([list(range(40))] * 4, gap_seconds=0.1)       # ~70 s of 'speech'
@@ -230,8 +230,8 @@ def test_terminal_display_shows_the_tentative_tail_and_keeps_finished_phrases():
 
     from rich.console import Console
 
-    from asr_adapt.live import RichDisplay
-    from asr_adapt.streaming import StreamUpdate
+    from asr_adapt.decode.live import RichDisplay
+    from asr_adapt.decode.streaming import StreamUpdate
 
     screen = io.StringIO()
     display = RichDisplay(Console(file=screen, force_terminal=True, width=80, color_system=None))

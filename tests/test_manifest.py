@@ -10,17 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_adapt.errors import AudioError, ManifestError
-from asr_adapt.manifest import (
-    ManifestSummary,
-    Utterance,
-    import_folder,
-    import_kaldi,
-    load_any,
-    read_manifest,
-    summarize,
-    write_manifest,
-    write_text_atomic,
+from asr_adapt.core.errors import AudioError, ManifestError
+from asr_adapt.data.manifest import (
+    ManifestSummary, Utterance, import_folder, import_kaldi, load_any, read_manifest, summarize,
+    write_manifest, write_text_atomic,
 )
 
 SHARED_MANIFEST = (Path(__file__).resolve().parents[1].parent

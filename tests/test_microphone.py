@@ -11,19 +11,12 @@ import types
 import numpy as np
 import pytest
 
-from asr_adapt import microphone
-from asr_adapt.audio import SAMPLE_RATE
-from asr_adapt.errors import AsrAdaptError
-from asr_adapt.microphone import (
-    NO_MICROPHONE,
-    PORTAUDIO_MISSING,
-    ArraySource,
-    AudioSource,
-    MicrophoneError,
-    MicrophoneSource,
-    import_sounddevice,
-    list_input_devices,
-    resolve_input_device,
+from asr_adapt.audio import microphone
+from asr_adapt.audio.io import SAMPLE_RATE
+from asr_adapt.core.errors import AsrAdaptError
+from asr_adapt.audio.microphone import (
+    NO_MICROPHONE, PORTAUDIO_MISSING, ArraySource, AudioSource, MicrophoneError, MicrophoneSource,
+    import_sounddevice, list_input_devices, resolve_input_device,
 )
 
 
@@ -389,7 +382,7 @@ def test_array_source_realtime_pacing_and_discard():
 
 
 def test_array_source_from_file(tmp_path):
-    from asr_adapt.audio import write_audio
+    from asr_adapt.audio.io import write_audio
 
     path = tmp_path / "a.wav"
     write_audio(path, tone(0.5, rate=8000), rate=8000)

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from asr_adapt import models
-from asr_adapt.errors import DeviceError, ModelError
-from asr_adapt.models import cache_dir, resolve_model
+from asr_adapt.models import loading as models
+from asr_adapt.core.errors import DeviceError, ModelError
+from asr_adapt.models.loading import cache_dir, resolve_model
 
 
 def test_local_transformers_folder_loads(tiny_whisper_dir):

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_adapt import profiles
-from asr_adapt.errors import AsrAdaptError
-from asr_adapt.manifest import Utterance
-from asr_adapt.profiles import (Profile, ProfileError, ProfileInfo, export_profile, import_profile,
-                                list_profiles, profiles_root, remove_profile,
-                                validate_profile_name)
+from asr_adapt.profiles import profile as profiles
+from asr_adapt.core.errors import AsrAdaptError
+from asr_adapt.data.manifest import Utterance
+from asr_adapt.profiles.profile import (
+    Profile, ProfileError, ProfileInfo, export_profile, import_profile, list_profiles, profiles_root,
+    remove_profile, validate_profile_name,
+)
 from conftest import REPO, sine
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from asr_adapt.lora import LoraSettings, attach_lora
-from asr_adapt.models import resolve_model
-from asr_adapt.projection import domain_projection, pca_2d, plot_projection, pooled_states, probe_accuracy
+from asr_adapt.adapt.lora import LoraSettings, attach_lora
+from asr_adapt.models.loading import resolve_model
+from asr_adapt.adapt.projection import domain_projection, pca_2d, plot_projection, pooled_states, probe_accuracy
 from conftest import sine
 
 

@@ -13,31 +13,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_adapt import microphone, recording
-from asr_adapt.audio import SAMPLE_RATE
-from asr_adapt.errors import AsrAdaptError, OptionsError
-from asr_adapt.microphone import NO_MICROPHONE, ArraySource, MicrophoneError
-from asr_adapt.profiles import Profile
-from asr_adapt.recording import (
-    CLIPPED,
-    DEFAULT_PROMPTS,
-    HELD_OUT_PROMPTS,
-    NO_SPEECH_MESSAGE,
-    OK,
-    SILENT,
-    TOO_SHORT,
-    EnrollmentError,
-    LevelUpdate,
-    RecordOptions,
-    ScriptedUI,
-    TerminalUI,
-    check_take,
-    choose_prompts,
-    enroll_from_microphone,
-    level_meter,
-    record_take,
-    record_take_detailed,
-    trim_silence,
+from asr_adapt.audio import microphone
+from asr_adapt.profiles import enrollment as recording
+from asr_adapt.audio.io import SAMPLE_RATE
+from asr_adapt.core.errors import AsrAdaptError, OptionsError
+from asr_adapt.audio.microphone import NO_MICROPHONE, ArraySource, MicrophoneError
+from asr_adapt.profiles.profile import Profile
+from asr_adapt.profiles.enrollment import (
+    CLIPPED, DEFAULT_PROMPTS, HELD_OUT_PROMPTS, NO_SPEECH_MESSAGE, OK, SILENT, TOO_SHORT, EnrollmentError,
+    LevelUpdate, RecordOptions, ScriptedUI, TerminalUI, check_take, choose_prompts, enroll_from_microphone,
+    level_meter, record_take, record_take_detailed, trim_silence,
 )
 
 RNG = np.random.default_rng(7)

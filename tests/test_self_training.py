@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asr_adapt.audio import SAMPLE_RATE
-from asr_adapt.errors import OptionsError
-from asr_adapt.models import resolve_model
-from asr_adapt.self_training import PseudoLabels, SelfTrainOptions, pseudo_label, spread_minutes, transcript_losses
-from asr_adapt.unlabeled import UnlabeledPiece
+from asr_adapt.audio.io import SAMPLE_RATE
+from asr_adapt.core.errors import OptionsError
+from asr_adapt.models.loading import resolve_model
+from asr_adapt.adapt.self_training import (
+    PseudoLabels, SelfTrainOptions, pseudo_label, spread_minutes, transcript_losses,
+)
+from asr_adapt.data.unlabeled import UnlabeledPiece
 from conftest import sine
 
 
@@ -36,8 +38,8 @@ def test_spread_minutes_takes_evenly_and_at_most_the_minutes():
 def test_the_surest_share_is_kept_and_nonsense_dropped(tiny_whisper_dir, monkeypatch):
     """Empty, looping and too-dense transcripts are dropped with their reason; of the rest the
     lowest-loss share is kept, and the kept audio matches the kept labels."""
-    from asr_adapt import self_training
-    from asr_adapt.transcribe import Transcriber
+    from asr_adapt.adapt import self_training
+    from asr_adapt.models.transcriber import Transcriber
 
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     pieces = _pieces(8)
@@ -60,7 +62,7 @@ def test_the_surest_share_is_kept_and_nonsense_dropped(tiny_whisper_dir, monkeyp
 def test_transcript_losses_rank_the_model_own_words_above_others(tiny_whisper_dir):
     """A model is surer of what it would write than of other text: the loss of its own
     greedy transcript is lower than that of an unrelated sentence."""
-    from asr_adapt.transcribe import Transcriber, TranscribeOptions
+    from asr_adapt.models.transcriber import Transcriber, TranscribeOptions
 
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     audio = sine(2.0)
@@ -73,10 +75,10 @@ def test_transcript_losses_rank_the_model_own_words_above_others(tiny_whisper_di
 
 
 def test_pseudo_labels_are_trained_on_but_never_held_out(tiny_whisper_dir, monkeypatch):
-    from asr_adapt import training
-    from asr_adapt.lora import LoraSettings
-    from asr_adapt.manifest import Utterance
-    from asr_adapt.training import TrainOptions, train_adapter
+    from asr_adapt.adapt import training
+    from asr_adapt.adapt.lora import LoraSettings
+    from asr_adapt.data.manifest import Utterance
+    from asr_adapt.adapt.training import TrainOptions, train_adapter
 
     import soundfile as sf
 
@@ -118,8 +120,8 @@ def test_the_better_round_on_held_out_speech_is_kept(tmp_path, monkeypatch, roun
     with a warning, and round one's model is what gets saved."""
     from types import SimpleNamespace
 
-    from asr_adapt import adaptation
-    from asr_adapt.self_training import PseudoLabel
+    from asr_adapt.profiles import adaptation
+    from asr_adapt.adapt.self_training import PseudoLabel
 
     def result(wer):
         return SimpleNamespace(best_heldout_wer=wer, best_epoch=2, improved=True)

@@ -11,14 +11,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr_adapt.errors import OptionsError
-from asr_adapt.lora import LoraSettings, attach_lora
-from asr_adapt.manifest import Utterance
-from asr_adapt.models import resolve_model
-from asr_adapt import training
-from asr_adapt.textstyle import to_whisper_style
-from asr_adapt.training import (TrainOptions, TrainingError, _Batcher, _Example, pack_windows, split_heldout,
-                                train_adapter)
+from asr_adapt.core.errors import OptionsError
+from asr_adapt.adapt.lora import LoraSettings, attach_lora
+from asr_adapt.data.manifest import Utterance
+from asr_adapt.models.loading import resolve_model
+from asr_adapt.adapt import training
+from asr_adapt.models.whisper.text_style import to_whisper_style
+from asr_adapt.adapt.training import (
+    TrainOptions, TrainingError, _Batcher, _Example, pack_windows, split_heldout, train_adapter,
+)
 from conftest import sine
 
 
@@ -215,7 +216,7 @@ def test_utterance_without_text_is_refused(tiny_whisper_dir, tmp_path):
 def _judged(monkeypatch, losses, wers=None):
     """Make the held-out losses follow ``losses`` and the WERs ``wers`` (epoch 0 first; every
     WER 50% when None)."""
-    from asr_adapt import training
+    from asr_adapt.adapt import training
 
     sequence = iter(losses)
     wer_sequence = iter(wers) if wers is not None else None
@@ -283,7 +284,7 @@ def test_selection_last_trains_every_epoch_and_keeps_the_last(tiny_whisper_dir, 
 
 
 def test_heldout_loss_is_the_mean_token_loss(tiny_whisper_dir, tmp_path):
-    from asr_adapt.training import _Batcher, _load_examples, heldout_loss
+    from asr_adapt.adapt.training import _Batcher, _load_examples, heldout_loss
 
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     examples = _load_examples(_tiny_utterances(tmp_path)[:3])
@@ -297,7 +298,7 @@ def test_epoch_plan_without_short_windows_is_the_packing_as_before():
     examples = _examples([4, 7, 3, 9, 12, 5, 2, 6])
     options = TrainOptions(pack_seconds=20, batch_size=2)
     windows = pack_windows(examples, options, random.Random(5))
-    from asr_adapt.training import plan_epoch
+    from asr_adapt.adapt.training import plan_epoch
 
     plan = plan_epoch(examples, options, random.Random(5))
     assert [w.text for batch, _ in plan for w in batch] == [w.text for w in windows]
@@ -305,7 +306,7 @@ def test_epoch_plan_without_short_windows_is_the_packing_as_before():
 
 
 def test_epoch_plan_with_short_windows_keeps_every_utterance_once_and_each_step_affordable():
-    from asr_adapt.training import plan_epoch
+    from asr_adapt.adapt.training import plan_epoch
 
     examples = _examples([4, 7, 3, 9, 12, 5, 2, 6, 3.5, 8, 1, 2.5])
     options = TrainOptions(pack_seconds=20, batch_size=2)

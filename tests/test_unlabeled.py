@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_adapt.errors import AsrAdaptError, OptionsError
-from asr_adapt.manifest import Utterance
-from asr_adapt.unlabeled import UnlabeledError, UnlabeledOptions, collect_unlabeled, cut_recording
+from asr_adapt.core.errors import AsrAdaptError, OptionsError
+from asr_adapt.data.manifest import Utterance
+from asr_adapt.data.unlabeled import UnlabeledError, UnlabeledOptions, collect_unlabeled, cut_recording
 from conftest import sine
 
 

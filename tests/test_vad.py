@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import sine
 
-from asr_adapt.errors import OptionsError
-from asr_adapt.vad import EnergyVad, VadOptions, speech_mask
+from asr_adapt.core.errors import OptionsError
+from asr_adapt.audio.vad import EnergyVad, VadOptions, speech_mask
 
 RATE = 16000
 

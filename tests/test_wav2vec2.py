@@ -15,18 +15,12 @@ from wav2vec2_models import (  # noqa: F401 (fixture)
     tone_utterance,
 )
 
-from asr_adapt.backend import backend_for_config
-from asr_adapt.ctc import (
-    CtcVocabulary,
-    VocabularyError,
-    greedy_decode,
-    model_inputs,
-    to_model_vocabulary,
-)
-from asr_adapt.errors import ModelError, OptionsError
-from asr_adapt.lora import LoraSettings, attach_lora
-from asr_adapt.models import resolve_model
-from asr_adapt.transcribe import TranscribeOptions, Transcriber
+from asr_adapt.models.base import backend_for_config
+from asr_adapt.models.ctc import CtcVocabulary, VocabularyError, greedy_decode, model_inputs, to_model_vocabulary
+from asr_adapt.core.errors import ModelError, OptionsError
+from asr_adapt.adapt.lora import LoraSettings, attach_lora
+from asr_adapt.models.loading import resolve_model
+from asr_adapt.models.transcriber import TranscribeOptions, Transcriber
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +144,7 @@ def test_greedy_decoding_merges_repeats_keeps_blank_separated_copies_and_word_br
 def test_ctc_loss_is_the_per_character_mean_of_the_models_own(ctc):
     """Our loss (one path for plain and domain-confusion training) equals transformers'
     CTC loss with the "mean" reduction, padding and all."""
-    from asr_adapt.training import _Example
+    from asr_adapt.adapt.training import _Example
 
     windows = [_Example(tone_utterance(t), t) for t in ("BAD CAB", "ACE", "DECADE")]
     batcher = ctc.engine.batcher(ctc)
@@ -163,7 +157,7 @@ def test_ctc_loss_is_the_per_character_mean_of_the_models_own(ctc):
 
 
 def test_text_too_fast_for_the_frames_is_a_target_problem(ctc):
-    from asr_adapt.training import _Example
+    from asr_adapt.adapt.training import _Example
 
     batcher = ctc.engine.batcher(ctc)
     assert batcher.target_problem(_Example(tone_utterance("BAD"), "BAD")) is None
@@ -207,7 +201,7 @@ def test_encoder_states_mask_the_padding(ctc):
 
 
 def test_pooled_states_for_the_projection(ctc):
-    from asr_adapt.projection import pooled_states
+    from asr_adapt.adapt.projection import pooled_states
 
     vectors = pooled_states(ctc, [tone_utterance(t) for t in TONE_TEXTS[:3]], layer=1)
     assert vectors.shape == (3, 32) and np.isfinite(vectors).all()
@@ -222,7 +216,7 @@ def test_model_inputs_follow_the_feature_extractor_on_attention_masks(tmp_path, 
 def test_training_leaves_the_conv_feature_encoder_out_of_the_backward_pass(ctc):
     """LoRA sits only in the transformer blocks: the conv stack needs no gradient (and keeping
     its activations would cost most of a long window's memory)."""
-    from asr_adapt.training import _Example
+    from asr_adapt.adapt.training import _Example
 
     peft_model = attach_lora(ctc.model, LoraSettings(rank=2))
     ctc.engine.prepare_for_training(ctc.model)

@@ -1,0 +1,1 @@
+"""Adaptation: LoRA placement, the training loop, domain confusion, self-training."""

@@ -1,0 +1,1 @@
+"""Audio: loading and checks (one place owns SAMPLE_RATE), VAD, microphones and file replay, augmentation."""

@@ -1,0 +1,1 @@
+"""Data: manifests and their formats, unlabeled-audio sources, WER/CER scoring."""

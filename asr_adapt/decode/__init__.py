@@ -1,0 +1,1 @@
+"""Decoding: offline transcripts in output formats, streaming and live transcription."""

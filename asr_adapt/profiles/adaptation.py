@@ -1,0 +1,289 @@
+"""Adapting a profile: train on its enrollment, guard against forgetting, save atomically.
+
+With domain confusion, the profile's kept unlabeled audio (``live --keep-audio``) and any
+``unlabeled`` sources given join the training as a second, unlabeled domain. With
+self-training, the same audio is transcribed by the first round's adapter and its surest
+transcripts train a second round (:mod:`asr_adapt.self_training`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from asr_adapt.core.device import resolve_device
+from asr_adapt.adapt.domain import DomainOptions
+from asr_adapt.data.scoring import score
+from asr_adapt.adapt.lora import LoraSettings
+from asr_adapt.data.manifest import Utterance, read_manifest
+from asr_adapt.models.loading import resolve_model
+from asr_adapt.profiles.personal import check_base_matches
+from asr_adapt.profiles.profile import Profile
+from asr_adapt.adapt.self_training import PseudoLabels, SelfTrainOptions, pseudo_label, round_two_wins
+from asr_adapt.adapt.training import TrainOptions, TrainResult, TrainingError, train_adapter
+from asr_adapt.models.transcriber import Transcriber, TranscribeOptions
+from asr_adapt.core.samples import GENERIC_MANIFEST
+from asr_adapt.data.unlabeled import UnlabeledOptions, UnlabeledSet, collect_unlabeled
+
+log = logging.getLogger(__name__)
+
+#: Warn when generic WER rises by more than this many points (absolute) ...
+FORGETTING_ABSOLUTE = 0.03
+#: ... and by more than this fraction of its former value.
+FORGETTING_RELATIVE = 0.15
+
+
+@dataclass
+class AdaptReport:
+    """The outcome of one adaptation run, as stored in the profile's metrics."""
+
+    profile: str
+    base_model: str
+    adapter_dir: str | None
+    saved: bool
+    training: TrainResult
+    generic_wer_before: float | None = None
+    generic_wer_after: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    #: Domain confusion: where its unlabeled audio came from, and the PCA picture.
+    unlabeled: dict | None = None
+    projection: dict | None = None
+    plot: str | None = None
+    #: Self-training: what was pseudo-labelled and kept, and which round won on held-out.
+    self_training: dict | None = None
+
+    def metrics(self) -> dict:
+        t = self.training
+        return {
+            "heldout_wer_before": t.baseline_heldout_wer, "heldout_wer_after": t.best_heldout_wer,
+            "best_epoch": t.best_epoch, "epochs_run": t.epochs_run,
+            "train_utterances": t.train_utterances, "heldout_utterances": t.heldout_utterances,
+            "train_minutes": round(t.train_seconds_of_audio / 60, 2),
+            "generic_wer_before": self.generic_wer_before, "generic_wer_after": self.generic_wer_after,
+            "warnings": list(self.warnings), "train_wall_seconds": t.wall_seconds,
+            "peak_memory_mb": t.peak_memory_mb, "history": [asdict(r) for r in t.history],
+            "domain_confusion": t.domain is not None,
+            "domain_accuracy": t.final_domain_accuracy, "domain_diverged": t.diverged,
+            "unlabeled_minutes": round(t.unlabeled_seconds_of_audio / 60, 2),
+            "domain_projection": self.projection, "domain_plot": self.plot,
+            "pseudo_labeled_minutes": round(t.pseudo_labeled_seconds_of_audio / 60, 2),
+            "self_training": self.self_training,
+        }
+
+
+def generic_reference_set() -> list[Utterance]:
+    """The shipped generic utterances, or [] when samples/ is not beside the package."""
+    if not GENERIC_MANIFEST.is_file():
+        return []
+    return read_manifest(GENERIC_MANIFEST)
+
+
+def _wer(loaded, utterances: Sequence[Utterance]) -> float | None:
+    if not utterances:
+        return None
+    from asr_adapt.audio.io import load_audio
+
+    # Greedy: the guard compares before with after, both read the same way, and stays cheap.
+    transcriber = Transcriber(loaded, TranscribeOptions(beam_size=1, max_new_tokens=200))
+    hypotheses = transcriber.transcribe_arrays([load_audio(u.audio) for u in utterances])
+    return score([u.text for u in utterances], hypotheses).wer
+
+
+def gather_unlabeled(profile: Profile, sources: Sequence[str | Path] = (),
+                     domain: DomainOptions | None = None,
+                     options: UnlabeledOptions | None = None, purpose: str = "domain confusion") -> UnlabeledSet:
+    """The profile's kept audio plus ``sources``, checked and cut (before any model loads).
+
+    Raises :class:`TrainingError` when domain confusion is on and too little is usable.
+    """
+    domain = domain or DomainOptions(enabled=True)
+    collected = collect_unlabeled(sources, profile.unlabeled_utterances(), options)
+    if not collected.pieces:
+        raise TrainingError(f"{purpose} needs the user's unlabeled audio and '{profile.name}' has none: "
+                            f"pass --unlabeled PATH, or keep some with: asr-adapt live --profile {profile.name} --keep-audio")
+    if collected.seconds < domain.min_unlabeled_seconds:
+        raise TrainingError(f"only {collected.seconds:.0f} s of usable unlabeled audio; domain confusion needs "
+                            f"at least {domain.min_unlabeled_seconds:.0f} s (a few minutes work best)")
+    return collected
+
+
+def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: TrainOptions | None = None,
+                  device: str = "auto", generic: Sequence[Utterance] | None = None,
+                  progress: bool = False, on_epoch: Callable | None = None,
+                  domain: DomainOptions | None = None, unlabeled: Sequence[str | Path] = (),
+                  unlabeled_options: UnlabeledOptions | None = None,
+                  plot: str | Path | bool | None = None,
+                  self_train: SelfTrainOptions | None = None) -> AdaptReport:
+    """Train a new adapter on ``profile``'s enrollment and make it current.
+
+    The held-out WER picks the best epoch. The generic reference set (voices other than
+    the user's) is scored before and after: a clear rise is reported as a warning. An
+    adapter that does not beat the unadapted model on held-out speech is not saved.
+
+    ``domain.enabled`` adds domain confusion on the profile's kept unlabeled audio and the
+    ``unlabeled`` sources (folders, manifests, files). If the domain game runs away, training
+    stops with the best adapter so far, which is saved only if it also beats the profile's
+    current adapter. ``plot`` (True: into the profile's reports folder, or a PNG path) draws
+    the encoder states of labeled vs unlabeled audio before and after.
+
+    ``self_train`` adds a second round on the same unlabeled audio, pseudo-labelled by the
+    first round's model (:mod:`asr_adapt.self_training`); the round with the better held-out
+    WER is kept (a tie goes to the second, which has seen more of the user's speech).
+    """
+    started = time.perf_counter()
+    lora = lora or LoraSettings()
+    options = options or TrainOptions()
+    confusion = domain is not None and domain.enabled
+    utterances = [u for u in profile.enrollment_utterances() if u.text]
+    if len(utterances) < options.min_utterances:
+        raise TrainingError(f"profile '{profile.name}' has {len(utterances)} transcribed utterances; at least "
+                            f"{options.min_utterances} are needed: asr-adapt enroll {profile.name}")
+    # Without domain confusion, unlabeled audio is only drawn (the LoRA-only picture) or
+    # pseudo-labelled (self-training).
+    if confusion:
+        collected = gather_unlabeled(profile, unlabeled, domain, unlabeled_options)
+    elif self_train is not None:
+        collected = gather_unlabeled(profile, unlabeled, DomainOptions(min_unlabeled_seconds=0), unlabeled_options,
+                                     purpose="self-training")
+    elif plot:
+        collected = gather_unlabeled(profile, unlabeled, DomainOptions(min_unlabeled_seconds=0), unlabeled_options)
+    else:
+        collected = None
+    compute = resolve_device(device)
+    loaded = resolve_model(profile.info.base_model, device=device, dtype="float32")
+    check_base_matches(profile, loaded)
+    generic = generic_reference_set() if generic is None else list(generic)
+    generic_before = _wer(loaded, generic)
+    peft_model, result = train_adapter(loaded, utterances, lora, options, progress=progress,
+                                       on_epoch=on_epoch, compute_dtype=compute.dtype,
+                                       domain=domain if confusion else None,
+                                       unlabeled=collected.arrays() if confusion else None)
+    self_training = None
+    if self_train is not None:
+        loaded, peft_model, result, self_training = _second_round(
+            profile, loaded, peft_model, result, collected, utterances, lora, options, self_train,
+            device=device, progress=progress, on_epoch=on_epoch, compute_dtype=compute.dtype,
+            domain=domain if confusion else None)
+    report = AdaptReport(profile=profile.name, base_model=profile.info.base_model, adapter_dir=None,
+                         saved=False, training=result, generic_wer_before=generic_before,
+                         unlabeled=collected.summary() if confusion or self_train else None,
+                         self_training=self_training)
+    if self_training and self_training.get("warning"):
+        report.warnings.append(self_training["warning"])
+    if collected is not None:
+        for skipped in collected.skipped[:3]:
+            report.warnings.append(f"skipped kept audio: {skipped}")
+        if plot:
+            report.plot, report.projection = _draw_projection(loaded, peft_model, utterances, collected,
+                                                              domain if confusion else None, profile, plot)
+    if result.diverged:
+        report.warnings.append(f"domain confusion diverged: {result.diverged}")
+        previous = profile.info.metrics.get("heldout_wer_after") if profile.adapter_dir else None
+        if result.improved and previous is not None and result.best_heldout_wer >= previous:
+            report.warnings.append(
+                f"the profile keeps its current adapter (held-out WER {100 * previous:.1f}%, "
+                f"this run's best {100 * result.best_heldout_wer:.1f}%)")
+            report.wall_seconds = round(time.perf_counter() - started, 1)
+            return report
+    if not result.improved:
+        report.warnings.append(
+            f"adaptation did not improve held-out WER ({100 * result.baseline_heldout_wer:.1f}%); "
+            "the profile keeps its previous adapter. Record more utterances or raise --epochs")
+        report.wall_seconds = round(time.perf_counter() - started, 1)
+        return report
+    report.generic_wer_after = _wer(loaded, generic)
+    if generic_before is not None and report.generic_wer_after is not None:
+        rise = report.generic_wer_after - generic_before
+        if rise > FORGETTING_ABSOLUTE and rise > FORGETTING_RELATIVE * max(generic_before, 1e-9):
+            report.warnings.append(
+                f"generic speech got worse: WER {100 * generic_before:.1f}% -> {100 * report.generic_wer_after:.1f}% "
+                "(the adapter fits this voice at some cost elsewhere; try fewer --epochs or a smaller --rank)")
+    settings = {"lora": dict(result.lora), "training": dict(result.options), "device": str(compute)}
+    if confusion:
+        settings["domain"] = domain.to_dict()
+    if confusion or self_train is not None:
+        settings["unlabeled"] = {**collected.summary(), **collected.options}
+    if self_train is not None:
+        settings["self_training"] = self_train.to_dict()
+    adapter = profile.commit_adapter(lambda folder: peft_model.save_pretrained(str(folder)),
+                                     settings=settings, metrics=report.metrics())
+    report.adapter_dir, report.saved = str(adapter), True
+    report.wall_seconds = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _second_round(profile: Profile, loaded, peft_model, result: TrainResult, collected: UnlabeledSet,
+                  utterances: Sequence[Utterance], lora: LoraSettings, options: TrainOptions,
+                  self_train: SelfTrainOptions, device: str, progress: bool, on_epoch, compute_dtype,
+                  domain: DomainOptions | None):
+    """Self-training's second round: pseudo-label ``collected`` with round one's model, train
+    a fresh adapter on the enrollment plus the surest labels, keep the better round.
+
+    Returns ``(loaded, peft_model, result, summary)`` of the round kept."""
+    labels = pseudo_label(loaded, collected.pieces, self_train, progress=progress)
+    summary = {**labels.summary(), "round_one_heldout_wer": result.best_heldout_wer,
+               "round_one_best_epoch": result.best_epoch, "kept_round": 1,
+               "labels_file": _write_pseudo_labels(profile, labels)}
+    if len(labels.kept) < self_train.min_kept:
+        summary["warning"] = (f"self-training: only {len(labels.kept)} of {len(labels.labels)} unlabeled pieces "
+                              f"gave a usable transcript (at least {self_train.min_kept} needed); kept round one. "
+                              "Give more unlabeled speech")
+        return loaded, peft_model, result, summary
+    fresh = resolve_model(profile.info.base_model, device=device, dtype="float32")
+    peft_two, result_two = train_adapter(fresh, utterances, lora, options, progress=progress, on_epoch=on_epoch,
+                                         compute_dtype=compute_dtype, domain=domain,
+                                         unlabeled=collected.arrays() if domain is not None else None,
+                                         pseudo_labeled=labels.pairs())
+    summary.update(round_two_heldout_wer=result_two.best_heldout_wer, round_two_best_epoch=result_two.best_epoch)
+    if round_two_wins(result, result_two):
+        summary["kept_round"] = 2
+        return fresh, peft_two, result_two, summary
+    summary["warning"] = (f"self-training did not help on held-out speech (round two "
+                          f"{100 * result_two.best_heldout_wer:.1f}% vs round one {100 * result.best_heldout_wer:.1f}%); "
+                          "kept round one")
+    return loaded, peft_model, result, summary
+
+
+def _write_pseudo_labels(profile: Profile, labels: PseudoLabels) -> str | None:
+    """Every pseudo-label, kept or not, as JSON lines in the profile's reports folder (so a
+    user can see what the model heard); None when it cannot be written."""
+    import json
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = profile.reports_dir / f"pseudo-labels-{stamp}.jsonl"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(asdict(label)) + "\n" for label in labels.labels))
+    except OSError as error:
+        log.warning("could not write %s: %s", path, error)
+        return None
+    return str(path)
+
+
+#: Utterances of each domain drawn in the projection picture (more only blurs it and costs time).
+PLOT_UTTERANCES = 60
+
+
+def _draw_projection(loaded, peft_model, utterances: Sequence[Utterance], collected: UnlabeledSet,
+                     domain: DomainOptions | None, profile: Profile, plot: str | Path | bool) -> tuple[str, dict]:
+    from asr_adapt.audio.io import load_audio
+    from asr_adapt.adapt.projection import domain_projection, plot_projection
+
+    def spread(items: list, count: int) -> list:
+        step = max(1, len(items) // count)
+        return items[::step][:count]
+
+    labeled = [load_audio(u.audio) for u in spread(list(utterances), PLOT_UTTERANCES)]
+    unlabeled = spread(collected.arrays(), PLOT_UTTERANCES)
+    projection = domain_projection(loaded, peft_model, labeled, unlabeled, layer=domain.layer if domain else -1,
+                                   after_title="after LoRA + domain confusion" if domain else "after LoRA")
+    if plot is True:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path = profile.reports_dir / f"domain-{stamp}.png"
+    else:
+        path = Path(plot)
+    return str(plot_projection(projection, path)), projection.to_dict()

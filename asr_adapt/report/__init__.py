@@ -1,0 +1,1 @@
+"""Reports: evaluation of a manifest, before/after comparison tables and plots, the demo."""

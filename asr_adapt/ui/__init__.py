@@ -1,0 +1,1 @@
+"""Terminal user interfaces (enrollment, live display), passed into the library below."""
