@@ -140,7 +140,9 @@ class Bench:
 
     def wer(self, loaded, utterances, encoder_window="full") -> dict:
         from asr_adapt.data.scoring import score
-        from asr_adapt.models.transcriber import Transcriber, TranscribeOptions, reads_short_windows
+        from asr_adapt.models.transcriber import Transcriber
+        from asr_adapt.models.options import TranscribeOptions
+        from asr_adapt.models.transcriber import reads_short_windows
 
         started = time.perf_counter()
         transcriber = Transcriber(loaded, TranscribeOptions(beam_size=self.beam_size, encoder_window=encoder_window))

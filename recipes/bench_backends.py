@@ -86,7 +86,8 @@ def run_model(name: str, steps: int, device: str, folder: Path, pack_seconds: fl
     from asr_adapt.adapt.lora import LoraSettings, attach_lora, count_parameters
     from asr_adapt.data.manifest import read_manifest
     from asr_adapt.models.loading import resolve_model
-    from asr_adapt.adapt.training import TrainOptions, _Example, pack_windows
+    from asr_adapt.adapt.training import TrainOptions, pack_windows
+    from asr_adapt.models.base import Example
 
     model_ref = str(build_wav2vec2_base(folder)) if name == "wav2vec2-base-random" else name
     loaded = resolve_model(model_ref, device=device, dtype="float32")
@@ -96,7 +97,7 @@ def run_model(name: str, steps: int, device: str, folder: Path, pack_seconds: fl
     examples = []
     for u in utterances:
         try:
-            examples.append(_Example(load_audio(u.audio), batcher.target_text(u.text, u.id)))
+            examples.append(Example(load_audio(u.audio), batcher.target_text(u.text, u.id)))
         except VocabularyError:  # a CTC vocabulary without digits: leave such a sentence out
             continue
     options = TrainOptions(pack_seconds=pack_seconds, batch_size=batch_size)  # default: the product's

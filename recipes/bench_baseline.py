@@ -113,7 +113,8 @@ def accuracy(report) -> dict:
 
 def run_wer(loaded, sets: dict[str, list], reports_dir: Path) -> dict[str, dict]:
     from asr_adapt.report.evaluate import evaluate_manifest
-    from asr_adapt.models.transcriber import Transcriber, TranscribeOptions
+    from asr_adapt.models.transcriber import Transcriber
+    from asr_adapt.models.options import TranscribeOptions
 
     options = TranscribeOptions(batch_size=BATCH, beam_size=1)
     # Warm-up (untimed): one batch from the adaptation pool, so that the first set's time
@@ -147,7 +148,8 @@ class Ours:
     key = "ours"
 
     def __init__(self, loaded):
-        from asr_adapt.models.transcriber import Transcriber, TranscribeOptions
+        from asr_adapt.models.transcriber import Transcriber
+        from asr_adapt.models.options import TranscribeOptions
 
         self.transcriber = Transcriber(loaded, TranscribeOptions(batch_size=BATCH, beam_size=1))
 

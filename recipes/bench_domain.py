@@ -114,7 +114,8 @@ def real_data() -> dict:
 
 def evaluate(loaded, data: dict) -> float:
     from asr_adapt.data.scoring import score
-    from asr_adapt.models.transcriber import Transcriber, TranscribeOptions
+    from asr_adapt.models.transcriber import Transcriber
+    from asr_adapt.models.options import TranscribeOptions
 
     hypotheses = Transcriber(loaded, TranscribeOptions(batch_size=8)).transcribe_arrays(data["eval_audio"])
     return score(data["eval_text"], hypotheses).wer

@@ -42,9 +42,9 @@ sys.path.insert(0, str(REPO))
 from asr_adapt.audio.io import SAMPLE_RATE, load_audio
 from asr_adapt.data.scoring import score
 from asr_adapt.data.manifest import read_manifest
-from asr_adapt.decode.streaming import (
-    StreamingOptions, StreamingProcessor, WhisperDecoder, normalize_word, run_deterministic, simulate_live,
-)
+from asr_adapt.decode.streaming import StreamingOptions, StreamingProcessor, run_deterministic, simulate_live
+from asr_adapt.models.repetition import normalize_word
+from asr_adapt.models.whisper.stream_decoder import WhisperDecoder
 from asr_adapt.audio.vad import speech_mask
 
 PROFILE = "bench-live"
@@ -108,7 +108,8 @@ def bench(loaded, utterances, options: StreamingOptions, label: str, encoder_win
           modes=("fixed_hop", "live"), offline_beam: int = 1) -> dict:
     """Stream each utterance in ``modes`` and time its words' commits against the offline
     transcription of the same files (decoded with a beam of ``offline_beam``)."""
-    from asr_adapt.models.transcriber import TranscribeOptions, Transcriber
+    from asr_adapt.models.options import TranscribeOptions
+    from asr_adapt.models.transcriber import Transcriber
 
     audios = [load_audio(u.audio) for u in utterances]
     started = time.perf_counter()

@@ -88,9 +88,10 @@ def test_training_augments_what_it_trains_on_and_judges_the_real_audio(tiny_whis
 
 
 def test_an_utterance_never_grows_past_the_window_by_slowing_down():
-    from asr_adapt.adapt.training import _Example, _perturbed
+    from asr_adapt.models.base import Example
+    from asr_adapt.adapt.training import _perturbed
 
-    long = _Example(sine(28.0), "long")
-    short = _Example(sine(3.0), "short")
+    long = Example(sine(28.0), "long")
+    short = Example(sine(3.0), "short")
     assert _perturbed(long, 0.9) is long
     assert len(_perturbed(short, 0.9).audio) == pytest.approx(3.0 / 0.9 * 16000, abs=2)

@@ -11,9 +11,9 @@ import torch
 
 from asr_adapt.adapt import training
 from asr_adapt.adapt.domain import (
-    DomainClassifier, DomainOptions, GradientReversal, domain_loss, frame_mask, grl_lambda, pool_states,
-    reverse_gradient,
+    DomainClassifier, DomainOptions, GradientReversal, domain_loss, grl_lambda, pool_states, reverse_gradient,
 )
+from asr_adapt.models.whisper.encoder_window import frame_mask
 from asr_adapt.core.errors import OptionsError
 from asr_adapt.adapt.lora import LoraSettings
 from asr_adapt.data.manifest import Utterance

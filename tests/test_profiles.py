@@ -21,8 +21,9 @@ import soundfile as sf
 from asr_adapt.profiles import profile as profiles
 from asr_adapt.core.errors import AsrAdaptError
 from asr_adapt.data.manifest import Utterance
+from asr_adapt.profiles.archive import export_profile, import_profile
 from asr_adapt.profiles.profile import (
-    Profile, ProfileError, ProfileInfo, export_profile, import_profile, list_profiles, profiles_root,
+    Profile, ProfileError, ProfileInfo, list_profiles, profiles_root,
     remove_profile, validate_profile_name,
 )
 from conftest import REPO, sine

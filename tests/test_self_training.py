@@ -62,7 +62,8 @@ def test_the_surest_share_is_kept_and_nonsense_dropped(tiny_whisper_dir, monkeyp
 def test_transcript_losses_rank_the_model_own_words_above_others(tiny_whisper_dir):
     """A model is surer of what it would write than of other text: the loss of its own
     greedy transcript is lower than that of an unrelated sentence."""
-    from asr_adapt.models.transcriber import Transcriber, TranscribeOptions
+    from asr_adapt.models.transcriber import Transcriber
+    from asr_adapt.models.options import TranscribeOptions
 
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     audio = sine(2.0)

@@ -10,9 +10,10 @@ from streaming_fakes import ToneDecoder, script_audio
 
 from asr_adapt.core.errors import OptionsError
 from asr_adapt.decode.streaming import (
-    LocalAgreement, StreamingOptions, StreamingProcessor, align_prefix, common_prefix, normalize_word,
-    run_deterministic, simulate_live,
+    LocalAgreement, StreamingOptions, StreamingProcessor, align_prefix, common_prefix, run_deterministic,
+    simulate_live,
 )
+from asr_adapt.models.repetition import normalize_word
 
 
 def words_of(text):
@@ -209,7 +210,7 @@ def one_thread():
 def test_live_transcript_of_real_speech_matches_offline(bundled_model, one_thread):
     from asr_adapt.audio.io import load_audio
     from asr_adapt.data.scoring import score
-    from asr_adapt.decode.streaming import WhisperDecoder
+    from asr_adapt.models.whisper.stream_decoder import WhisperDecoder
     from asr_adapt.models.transcriber import Transcriber
 
     utterances = read_samples_manifest("test")[:2]
@@ -267,7 +268,7 @@ def test_whisper_decoder_greedy_loop_gives_what_generate_gives(bundled_model, on
     import torch
 
     from asr_adapt.audio.io import load_audio
-    from asr_adapt.decode.streaming import WhisperDecoder
+    from asr_adapt.models.whisper.stream_decoder import WhisperDecoder
 
     decoder = WhisperDecoder(bundled_model, encoder_window="full")
     for utterance in read_samples_manifest("test")[:3]:
@@ -284,7 +285,7 @@ def test_whisper_decoder_greedy_loop_gives_what_generate_gives(bundled_model, on
 
 def test_whisper_decoder_forced_prefix_is_kept_and_continued(bundled_model, one_thread):
     from asr_adapt.audio.io import load_audio
-    from asr_adapt.decode.streaming import WhisperDecoder
+    from asr_adapt.models.whisper.stream_decoder import WhisperDecoder
 
     decoder = WhisperDecoder(bundled_model)
     audio = load_audio(read_samples_manifest("test")[0].audio)
@@ -343,7 +344,7 @@ def test_encoder_over_the_full_window_is_the_models_own_and_shorter_windows_are_
 @pytest.mark.parametrize("value", ["half", 1, 31, -3, None])
 def test_encoder_window_refuses_what_it_cannot_do(value):
     from asr_adapt.core.errors import OptionsError
-    from asr_adapt.decode.streaming import check_encoder_window
+    from asr_adapt.models.options import check_encoder_window
 
     with pytest.raises(OptionsError, match="encoder window"):
         check_encoder_window(value)
@@ -352,7 +353,7 @@ def test_encoder_window_refuses_what_it_cannot_do(value):
 def test_short_encoder_window_reads_the_buffer_plus_a_margin_and_still_transcribes(bundled_model, one_thread):
     from asr_adapt.audio.io import load_audio
     from asr_adapt.data.scoring import score
-    from asr_adapt.decode.streaming import WhisperDecoder
+    from asr_adapt.models.whisper.stream_decoder import WhisperDecoder
 
     utterance = read_samples_manifest("test")[0]
     audio = load_audio(utterance.audio)
@@ -368,7 +369,7 @@ def test_short_encoder_window_reads_the_buffer_plus_a_margin_and_still_transcrib
 
 
 def test_auto_encoder_window_is_short_for_the_base_model_and_full_with_a_profile(bundled_model, monkeypatch):
-    from asr_adapt.decode.streaming import WhisperDecoder
+    from asr_adapt.models.whisper.stream_decoder import WhisperDecoder
 
     decoder = WhisperDecoder(bundled_model)  # the default: auto
     assert decoder.encoder_window == "auto"
@@ -401,7 +402,7 @@ def test_only_adapters_trained_on_short_windows_with_decoder_lora_get_them_live(
 
 
 def test_auto_encoder_window_is_short_with_a_profile_trained_on_short_windows(bundled_model, monkeypatch):
-    from asr_adapt.decode.streaming import WhisperDecoder
+    from asr_adapt.models.whisper.stream_decoder import WhisperDecoder
 
     decoder = WhisperDecoder(bundled_model, encoder_window="auto")
     inputs, _ = decoder._features(np.zeros(16000, np.float32))
@@ -419,7 +420,7 @@ def test_auto_encoder_window_is_short_with_a_profile_trained_on_short_windows(bu
     ("", False),
 ])
 def test_says_twice_finds_a_phrase_said_twice_in_a_row(text, expected):
-    from asr_adapt.decode.streaming import says_twice
+    from asr_adapt.models.repetition import says_twice
 
     assert says_twice(text.split()) is expected
 
@@ -430,7 +431,7 @@ def test_short_windows_never_commit_a_phrase_twice(bundled_model, one_thread, of
     the first one twice in one hypothesis at these start offsets (and so did live, through
     the virtual microphone); such a hypothesis is decoded again over the full window."""
     from asr_adapt.audio.io import load_audio
-    from asr_adapt.decode.streaming import WhisperDecoder
+    from asr_adapt.models.whisper.stream_decoder import WhisperDecoder
 
     utterances = read_samples_manifest("test")[:2]
     gap = np.zeros(8000, np.float32)
@@ -447,7 +448,7 @@ def test_short_windows_never_commit_a_phrase_twice(bundled_model, one_thread, of
 def test_the_live_decoder_passes_its_cache_under_the_name_transformers_expects(bundled_model):
     """``past_key_values`` is deprecated for Whisper's decoder (removed in transformers 5.40):
     live decoding must not depend on it where ``cache`` exists, nor break where it does not."""
-    from asr_adapt.decode.streaming import _cache_keyword
+    from asr_adapt.models.whisper.stream_decoder import _cache_keyword
 
     assert _cache_keyword(bundled_model.model.get_decoder()) in ("cache", "past_key_values")
 

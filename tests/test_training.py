@@ -17,9 +17,9 @@ from asr_adapt.data.manifest import Utterance
 from asr_adapt.models.loading import resolve_model
 from asr_adapt.adapt import training
 from asr_adapt.models.whisper.text_style import to_whisper_style
-from asr_adapt.adapt.training import (
-    TrainOptions, TrainingError, _Batcher, _Example, pack_windows, split_heldout, train_adapter,
-)
+from asr_adapt.adapt.training import TrainOptions, TrainingError, pack_windows, split_heldout, train_adapter
+from asr_adapt.models.base import Example
+from asr_adapt.models.whisper.batcher import _Batcher
 from conftest import sine
 
 
@@ -35,7 +35,7 @@ def test_targets_follow_whisper_style(raw, styled):
 
 
 def _examples(seconds):
-    return [_Example(np.full(int(s * 16000), i + 1, dtype=np.float32), f"u{i}") for i, s in enumerate(seconds)]
+    return [Example(np.full(int(s * 16000), i + 1, dtype=np.float32), f"u{i}") for i, s in enumerate(seconds)]
 
 
 def test_packing_fills_windows_without_losing_or_splitting_utterances():
@@ -130,7 +130,7 @@ def test_lora_lands_where_asked(tiny_whisper_dir, where, expect_encoder, expect_
 def test_teacher_forcing_targets(tiny_whisper_dir):
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     batcher = _Batcher(loaded)
-    batch = batcher([_Example(sine(1.0), "Hello there."), _Example(sine(2.0), "Hi.")])
+    batch = batcher([Example(sine(1.0), "Hello there."), Example(sine(2.0), "Hi.")])
     tokenizer = loaded.processor.tokenizer
     first_inputs = batch["decoder_input_ids"][0].tolist()
     assert first_inputs[:2] == [50257, 50362]  # <|startoftranscript|> <|notimestamps|>
@@ -284,7 +284,8 @@ def test_selection_last_trains_every_epoch_and_keeps_the_last(tiny_whisper_dir, 
 
 
 def test_heldout_loss_is_the_mean_token_loss(tiny_whisper_dir, tmp_path):
-    from asr_adapt.adapt.training import _Batcher, _load_examples, heldout_loss
+    from asr_adapt.models.whisper.batcher import _Batcher
+    from asr_adapt.adapt.training import _load_examples, heldout_loss
 
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     examples = _load_examples(_tiny_utterances(tmp_path)[:3])
@@ -325,7 +326,7 @@ def test_short_window_training_reaches_the_encoder_adapters_and_is_recorded(tiny
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     peft_model = attach_lora(loaded.model, LoraSettings(rank=2))
     batcher = _Batcher(loaded)
-    windows = [_Example(sine(1.5), "Hello there."), _Example(sine(2.5), "Hi.")]
+    windows = [Example(sine(1.5), "Hello there."), Example(sine(2.5), "Hi.")]
     full = batcher(windows)
     short = batcher(windows, 400)
     assert "encoder_frames" not in full and short["encoder_frames"] == 400

@@ -11,7 +11,8 @@ from asr_adapt.audio.io import SAMPLE_RATE, load_audio
 from asr_adapt.core.errors import OptionsError
 from asr_adapt.data.scoring import score
 from asr_adapt.models.loading import resolve_model
-from asr_adapt.models.transcriber import Transcriber, TranscribeOptions
+from asr_adapt.models.transcriber import Transcriber
+from asr_adapt.models.options import TranscribeOptions
 from conftest import espeak, sine
 
 
@@ -120,7 +121,7 @@ def test_beam_search_cache_gives_the_same_beams(bundled_model):
 
     import warnings
 
-    from asr_adapt.models.transcriber import beam_search_cache, generate_cache_keyword
+    from asr_adapt.models.whisper.decode import beam_search_cache, generate_cache_keyword
 
     test_dir = Path(__file__).resolve().parents[1] / "samples" / "test"
     clips = [load_audio(path) for path in sorted(test_dir.glob("*.flac"))[:3]]
@@ -146,7 +147,7 @@ def test_generate_takes_the_cache_under_the_name_transformers_knows():
     or has it as a parameter; ``past_key_values`` in releases before the rename."""
     import functools
 
-    from asr_adapt.models.transcriber import generate_cache_keyword
+    from asr_adapt.models.whisper.decode import generate_cache_keyword
 
     def renames(old_name, new_name):  # the shape of transformers' deprecate_kwarg
         def wrapper(func):
@@ -240,7 +241,7 @@ def test_bundled_model_on_shipped_samples(bundled_model):
 
 
 def test_repetition_loops_are_recognised():
-    from asr_adapt.models.transcriber import is_runaway
+    from asr_adapt.models.repetition import is_runaway
 
     assert is_runaway("That is the one, the one, the one, the one, the one, the one, the one, the one.")
     assert not is_runaway("Please call Stella and ask her to bring these things with her from the store.")

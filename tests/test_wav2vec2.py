@@ -15,12 +15,13 @@ from wav2vec2_models import (  # noqa: F401 (fixture)
     tone_utterance,
 )
 
-from asr_adapt.models.base import backend_for_config
+from asr_adapt.models.registry import backend_for_config
 from asr_adapt.models.ctc import CtcVocabulary, VocabularyError, greedy_decode, model_inputs, to_model_vocabulary
 from asr_adapt.core.errors import ModelError, OptionsError
 from asr_adapt.adapt.lora import LoraSettings, attach_lora
 from asr_adapt.models.loading import resolve_model
-from asr_adapt.models.transcriber import TranscribeOptions, Transcriber
+from asr_adapt.models.options import TranscribeOptions
+from asr_adapt.models.transcriber import Transcriber
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +145,9 @@ def test_greedy_decoding_merges_repeats_keeps_blank_separated_copies_and_word_br
 def test_ctc_loss_is_the_per_character_mean_of_the_models_own(ctc):
     """Our loss (one path for plain and domain-confusion training) equals transformers'
     CTC loss with the "mean" reduction, padding and all."""
-    from asr_adapt.adapt.training import _Example
+    from asr_adapt.models.base import Example
 
-    windows = [_Example(tone_utterance(t), t) for t in ("BAD CAB", "ACE", "DECADE")]
+    windows = [Example(tone_utterance(t), t) for t in ("BAD CAB", "ACE", "DECADE")]
     batcher = ctc.engine.batcher(ctc)
     batch = batcher(windows)
     ours = batcher.loss(ctc.model, batch)
@@ -157,11 +158,11 @@ def test_ctc_loss_is_the_per_character_mean_of_the_models_own(ctc):
 
 
 def test_text_too_fast_for_the_frames_is_a_target_problem(ctc):
-    from asr_adapt.adapt.training import _Example
+    from asr_adapt.models.base import Example
 
     batcher = ctc.engine.batcher(ctc)
-    assert batcher.target_problem(_Example(tone_utterance("BAD"), "BAD")) is None
-    problem = batcher.target_problem(_Example(np.zeros(1600, np.float32), "BADDECADE"))  # 0.1 s: 4 frames
+    assert batcher.target_problem(Example(tone_utterance("BAD"), "BAD")) is None
+    problem = batcher.target_problem(Example(np.zeros(1600, np.float32), "BADDECADE"))  # 0.1 s: 4 frames
     assert problem and "frames" in problem
 
 
@@ -216,13 +217,13 @@ def test_model_inputs_follow_the_feature_extractor_on_attention_masks(tmp_path, 
 def test_training_leaves_the_conv_feature_encoder_out_of_the_backward_pass(ctc):
     """LoRA sits only in the transformer blocks: the conv stack needs no gradient (and keeping
     its activations would cost most of a long window's memory)."""
-    from asr_adapt.adapt.training import _Example
+    from asr_adapt.models.base import Example
 
     peft_model = attach_lora(ctc.model, LoraSettings(rank=2))
     ctc.engine.prepare_for_training(ctc.model)
     assert ctc.model.wav2vec2.feature_extractor._requires_grad is False
     ctc.model.train()
     batcher = ctc.engine.batcher(ctc)
-    batcher.loss(ctc.model, batcher([_Example(tone_utterance("BAD CAB"), "BAD CAB")])).backward()
+    batcher.loss(ctc.model, batcher([Example(tone_utterance("BAD CAB"), "BAD CAB")])).backward()
     grads = [p.grad for n, p in peft_model.named_parameters() if "lora_A" in n]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)

@@ -23,8 +23,6 @@ from asr_adapt.core.errors import OptionsError
 
 #: How encoder frames become one vector per window.
 POOLINGS = ("mean", "attentive", "stats")
-#: Whisper's encoder emits one state per 20 ms (1500 per 30 s window).
-FRAMES_PER_SECOND = 50
 #: Binary cross-entropy of a classifier that knows nothing (always 0.5): ln 2.
 CHANCE_LOSS = math.log(2.0)
 
@@ -137,16 +135,6 @@ class DomainOptions:
         return asdict(self)
 
 
-def frame_mask(sample_counts: list[int], frames: int, sample_rate: int = 16000) -> torch.Tensor:
-    """(batch, frames) booleans: which encoder frames hold audio rather than padding.
-
-    Windows are padded to 30 s before the encoder; pooling over the padding would make the
-    head's task "how long is this window" and drown the speech in identical padding states.
-    """
-    per_frame = sample_rate / FRAMES_PER_SECOND
-    valid = [max(1, min(frames, math.ceil(n / per_frame))) for n in sample_counts]
-    positions = torch.arange(frames)
-    return positions[None, :] < torch.tensor(valid)[:, None]
 
 
 def pool_states(states: torch.Tensor, mask: torch.Tensor, pooling: str = "mean",
@@ -219,4 +207,4 @@ def select_layer(hidden_states: tuple[torch.Tensor, ...], layer: int) -> torch.T
 
 
 __all__ = ["CHANCE_LOSS", "POOLINGS", "DomainClassifier", "DomainOptions", "GradientReversal", "domain_loss",
-           "frame_mask", "grl_lambda", "pool_states", "reverse_gradient", "select_layer"]
+           "grl_lambda", "pool_states", "reverse_gradient", "select_layer"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from asr_adapt.core.errors import OptionsError
+from asr_adapt.models.ctc import CTC_ONLY_TARGETS
+from asr_adapt.models.registry import backend_of
+from asr_adapt.models.whisper.backend import whisper_lora_regex
+from asr_adapt.models.whisper.constants import WHISPER_TARGETS
 
-#: Linear layers of a Whisper block that LoRA may adapt.
-WHISPER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
-#: wav2vec2-family names of the feed-forward layers (fc1 and fc2 there; see :mod:`.ctc`).
-CTC_ONLY_TARGETS = ("intermediate_dense", "output_dense")
 KNOWN_TARGETS = WHISPER_TARGETS + CTC_ONLY_TARGETS
 PLACES = ("encoder", "decoder", "both")
 #: ``where="auto"``: the encoder for one speaker, both halves for a group (measured, see
@@ -63,11 +63,7 @@ class LoraSettings:
     def target_regex(self) -> str:
         """A full-match pattern over Whisper's module names (PEFT ``target_modules``); other
         families: ``Backend.lora_target_regex``."""
-        # Without an enrollment to decide "auto" by (attach_lora called directly): both.
-        sides = {"encoder": "encoder", "decoder": "decoder", "both": "encoder|decoder",
-                 AUTO: "encoder|decoder"}[self.where]
-        return (rf"model\.({sides})\.layers\.\d+\.((self_attn|encoder_attn)\.)?"
-                rf"({'|'.join(self.targets)})")
+        return whisper_lora_regex(self.targets, self.where)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -86,10 +82,8 @@ def attach_lora(model, settings: LoraSettings):
     """Wrap ``model`` in a PEFT model whose only trainable weights are LoRA adapters."""
     from peft import LoraConfig, get_peft_model
 
-    from asr_adapt.models.base import backend_of
-
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=backend_of(model).lora_target_regex(settings), bias="none")
+                        target_modules=backend_of(model).lora_target_regex(settings.targets, settings.where), bias="none")
     return get_peft_model(model, config)
 
 

@@ -31,7 +31,7 @@ from asr_adapt.audio.io import SAMPLE_RATE
 from asr_adapt.core.errors import OptionsError
 
 if TYPE_CHECKING:  # the CLI builds its flags from the options without loading transformers
-    from asr_adapt.models.loading import LoadedModel
+    from asr_adapt.models.base import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def spread_minutes(pieces: Sequence, minutes: float | None) -> list:
 def transcript_losses(loaded: "LoadedModel", audios: Sequence[np.ndarray], texts: Sequence[str]) -> list[float | None]:
     """Mean teacher-forced loss per token of each ``texts[i]`` given ``audios[i]`` under
     ``loaded`` (None for an empty text). One piece at a time: exact per piece, any backend."""
-    from asr_adapt.adapt.training import _Example
+    from asr_adapt.models.base import Example
 
     batcher = loaded.engine.batcher(loaded)
     losses: list[float | None] = []
@@ -144,7 +144,7 @@ def transcript_losses(loaded: "LoadedModel", audios: Sequence[np.ndarray], texts
             if not text.strip():
                 losses.append(None)
                 continue
-            batch = batcher([_Example(np.asarray(audio, dtype=np.float32), batcher.target_text(text, "pseudo"))])
+            batch = batcher([Example(np.asarray(audio, dtype=np.float32), batcher.target_text(text, "pseudo"))])
             losses.append(float(batcher.loss(loaded.model, batch)))
     return losses
 
@@ -153,7 +153,9 @@ def pseudo_label(loaded: "LoadedModel", pieces: Sequence, options: SelfTrainOpti
                  progress: bool = False) -> PseudoLabels:
     """Transcribe unlabeled ``pieces`` (:class:`~asr_adapt.unlabeled.UnlabeledPiece`) with
     ``loaded`` (its adapter in place) and keep the surest ``options.keep_share`` of them."""
-    from asr_adapt.models.transcriber import Transcriber, TranscribeOptions, is_runaway
+    from asr_adapt.models.transcriber import Transcriber
+    from asr_adapt.models.repetition import is_runaway
+    from asr_adapt.models.options import TranscribeOptions
 
     options = options or SelfTrainOptions()
     chosen = spread_minutes(pieces, options.max_minutes)

@@ -15,7 +15,7 @@ one above (same batches, same random draws, same speed).
 
 The loop is the same for every model family; what a batch holds, the loss, and the shared
 encoder pass come from the model's backend (``loaded.engine.batcher``): Whisper's is
-:class:`_Batcher` here, CTC models' (wav2vec2 & co.) :class:`asr_adapt.ctc.CtcBatcher`, whose
+:class:`WhisperBatcher` here, CTC models' (wav2vec2 & co.) :class:`asr_adapt.ctc.CtcBatcher`, whose
 windows hold only the audio they carry (no 30 s padding), so packing there saves the
 per-utterance overhead rather than padding.
 """
@@ -33,20 +33,21 @@ import torch
 
 from asr_adapt.audio.io import SAMPLE_RATE, load_audio
 from asr_adapt.audio.augment import SpecAugment, choose_factor, speed_perturb
-from asr_adapt.models.whisper.encoder_window import encode, window_frames
-from asr_adapt.adapt.domain import DomainClassifier, DomainOptions, domain_loss, frame_mask, select_layer
+from asr_adapt.adapt.domain import DomainClassifier, DomainOptions, domain_loss, select_layer
+from asr_adapt.models.whisper.constants import FULL_WINDOW_FRAMES
+from asr_adapt.models.whisper.encoder_window import window_frames
 from asr_adapt.core.errors import OptionsError, AsrAdaptError
 from asr_adapt.data.scoring import score
 from asr_adapt.adapt.lora import LoraSettings, attach_lora, count_parameters
 from asr_adapt.data.manifest import Utterance
-from asr_adapt.models.loading import LoadedModel
+from asr_adapt.models.base import Example, LoadedModel
+from asr_adapt.models.whisper.batcher import WhisperBatcher
 from asr_adapt.models.whisper.text_style import to_whisper_style
-from asr_adapt.models.transcriber import Transcriber, TranscribeOptions
+from asr_adapt.models.transcriber import Transcriber
+from asr_adapt.models.options import TranscribeOptions
 
 log = logging.getLogger(__name__)
 
-#: Whisper's decoder holds 448 positions.
-MAX_TARGET_TOKENS = 448
 
 
 class TrainingError(AsrAdaptError):
@@ -196,10 +197,6 @@ class TrainResult:
         return data
 
 
-@dataclass
-class _Example:
-    audio: np.ndarray
-    text: str
 
 
 def split_heldout(utterances: Sequence[Utterance], options: TrainOptions) -> tuple[list[Utterance], list[Utterance]]:
@@ -220,7 +217,7 @@ def split_heldout(utterances: Sequence[Utterance], options: TrainOptions) -> tup
     return train, heldout
 
 
-def pack_windows(examples: Sequence[_Example], options: TrainOptions, rng: random.Random) -> list[_Example]:
+def pack_windows(examples: Sequence[Example], options: TrainOptions, rng: random.Random) -> list[Example]:
     """Shuffle and pack utterances into windows of at most ``pack_seconds``."""
     order = list(examples)
     rng.shuffle(order)
@@ -228,14 +225,14 @@ def pack_windows(examples: Sequence[_Example], options: TrainOptions, rng: rando
         return order
     limit = int(options.pack_seconds * SAMPLE_RATE)
     gap = np.zeros(int(options.pack_gap * SAMPLE_RATE), dtype=np.float32)
-    windows: list[_Example] = []
+    windows: list[Example] = []
     audio: list[np.ndarray] = []
     texts: list[str] = []
     length = 0
     for example in order:
         extra = len(example.audio) + (len(gap) if audio else 0)
         if audio and length + extra > limit:
-            windows.append(_Example(np.concatenate(audio), " ".join(texts)))
+            windows.append(Example(np.concatenate(audio), " ".join(texts)))
             audio, texts, length = [], [], 0
             extra = len(example.audio)
         if audio:
@@ -244,17 +241,16 @@ def pack_windows(examples: Sequence[_Example], options: TrainOptions, rng: rando
         texts.append(example.text)
         length += extra
     if audio:
-        windows.append(_Example(np.concatenate(audio), " ".join(texts)))
+        windows.append(Example(np.concatenate(audio), " ".join(texts)))
     return windows
 
 
 #: The shortest short window in training: what live transcription gives the base model.
 SHORT_WINDOW_MIN_SECONDS = 4.0
-FULL_WINDOW_FRAMES = 3000
 
 
-def plan_epoch(examples: Sequence[_Example], options: TrainOptions, rng: random.Random,
-               short_share: float = 0.0) -> list[tuple[list[_Example], int | None]]:
+def plan_epoch(examples: Sequence[Example], options: TrainOptions, rng: random.Random,
+               short_share: float = 0.0) -> list[tuple[list[Example], int | None]]:
     """One epoch's batches: ``(windows, encoder_frames)``, frames ``None`` for full 30 s
     windows. Without short windows: packed windows, ``batch_size`` per step, in packing order
     (as always). With ``short_share``, that share of the utterances (drawn anew each epoch) is
@@ -268,10 +264,10 @@ def plan_epoch(examples: Sequence[_Example], options: TrainOptions, rng: random.
     count = round(short_share * len(examples))
     short = sorted((examples[i] for i in order[:count]), key=lambda e: len(e.audio))
     windows = pack_windows([examples[i] for i in order[count:]], options, rng)
-    batches: list[tuple[list[_Example], int | None]] = [
+    batches: list[tuple[list[Example], int | None]] = [
         (windows[b:b + options.batch_size], None) for b in range(0, len(windows), options.batch_size)]
     budget = options.batch_size * FULL_WINDOW_FRAMES
-    group: list[_Example] = []
+    group: list[Example] = []
     for example in short:
         frames = window_frames(len(example.audio), SHORT_WINDOW_MIN_SECONDS, FULL_WINDOW_FRAMES)
         if group and (len(group) + 1) * frames > budget:  # sorted: this example sets the width
@@ -284,90 +280,10 @@ def plan_epoch(examples: Sequence[_Example], options: TrainOptions, rng: random.
     return batches
 
 
-class _Batcher:
-    """Whisper's training batches: features and teacher-forcing tokens for a batch of windows
-    (the CTC counterpart is :class:`asr_adapt.ctc.CtcBatcher`)."""
-
-    def __init__(self, loaded: LoadedModel):
-        self.processor = loaded.processor
-        self.device = loaded.placement.device
-        tokenizer = loaded.processor.tokenizer
-        # The decoder prompt the model is given at inference, e.g. <|startoftranscript|>
-        # (<|en|><|transcribe|>) <|notimestamps|>: its tokens are inputs, never targets.
-        self.prefix = list(tokenizer.prefix_tokens)
-        self.eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-        self.tokenizer = tokenizer
-        #: Set by the training loop while it trains (never while it judges).
-        self.augment: Callable[[torch.Tensor, Sequence[int], torch.Generator], torch.Tensor] | None = None
-        self.generator = torch.Generator().manual_seed(0)
-
-    def target_text(self, text: str, utterance_id: str = "") -> str:
-        """The transcript in Whisper's own style (sentence case, punctuated)."""
-        return to_whisper_style(text)
-
-    def target_problem(self, example: "_Example") -> str | None:
-        """Why this example cannot be a target (None: it can)."""
-        if len(self.encode_text(example.text)) > MAX_TARGET_TOKENS:
-            return "is longer than Whisper's decoder allows"
-        return None
-
-    #: Whisper reads fixed 30 s windows, which training may shorten (:func:`plan_epoch`).
-    fixed_window = True
-
-    def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy per target token (teacher forcing); over a short encoder window
-        when the batch says so (``encoder_frames``)."""
-        if "encoder_frames" in batch:
-            inputs = dict(batch)
-            frames = inputs.pop("encoder_frames")
-            encoded = encode(model, inputs.pop("input_features"), frames)
-            return model(encoder_outputs=(encoded,), **inputs).loss
-        return model(**batch).loss
-
-    def joint_forward(self, model, windows: Sequence["_Example"], unlabeled: Sequence["_Example"]):
-        """(task loss on ``windows``, encoder hidden states of all windows, frame mask): labeled
-        and unlabeled windows share one encoder pass; the decoder sees only the labeled."""
-        batch = self(windows)
-        features = torch.cat([batch["input_features"], self.features(unlabeled)])
-        encoded = model.get_encoder()(features, output_hidden_states=True)
-        labeled = len(windows)
-        task = model(encoder_outputs=(encoded.last_hidden_state[:labeled],),
-                     decoder_input_ids=batch["decoder_input_ids"], labels=batch["labels"]).loss
-        mask = frame_mask([len(w.audio) for w in [*windows, *unlabeled]], encoded.hidden_states[0].shape[1])
-        return task, encoded.hidden_states, mask
-
-    def encode_text(self, text: str) -> list[int]:
-        # Whisper's transcripts begin with a space token (" The"), so targets must too.
-        ids = self.tokenizer(" " + text.strip(), add_special_tokens=False).input_ids
-        return self.prefix + ids + [self.eot]
-
-    def features(self, windows: Sequence[_Example]) -> torch.Tensor:
-        features = self.processor.feature_extractor([w.audio for w in windows], sampling_rate=SAMPLE_RATE,
-                                                    return_tensors="pt").input_features
-        if self.augment is not None:
-            features = self.augment(features, [len(w.audio) for w in windows], self.generator)
-        return features.to(self.device)
-
-    def __call__(self, windows: Sequence[_Example], encoder_frames: int | None = None) -> dict[str, torch.Tensor]:
-        features = self.features(windows)
-        sequences = [self.encode_text(w.text) for w in windows]
-        longest = max(len(s) for s in sequences) - 1
-        inputs = torch.full((len(windows), longest), self.eot, dtype=torch.long)
-        labels = torch.full((len(windows), longest), -100, dtype=torch.long)
-        for row, ids in enumerate(sequences):
-            inputs[row, :len(ids) - 1] = torch.tensor(ids[:-1])
-            target = torch.tensor(ids[1:])
-            target[: len(self.prefix) - 1] = -100  # predicting the prompt is not our job
-            labels[row, :len(ids) - 1] = target
-        batch = {"input_features": features, "decoder_input_ids": inputs.to(self.device),
-                 "labels": labels.to(self.device)}
-        if encoder_frames is not None and encoder_frames < features.shape[-1]:
-            batch["encoder_frames"] = encoder_frames
-        return batch
 
 
 def _load_examples(utterances: Sequence[Utterance],
-                   target_text: Callable[[str, str], str] | None = None) -> list[_Example]:
+                   target_text: Callable[[str, str], str] | None = None) -> list[Example]:
     """Audio and target text of each utterance; ``target_text(text, id)`` puts the text in
     the model's style or vocabulary (default: Whisper's style)."""
     target_text = target_text or (lambda text, _id: to_whisper_style(text))
@@ -379,11 +295,11 @@ def _load_examples(utterances: Sequence[Utterance],
         if len(audio) > 30 * SAMPLE_RATE:
             raise TrainingError(f"utterance '{u.id}' is {len(audio) / SAMPLE_RATE:.0f} s long; split enrollment "
                                 "audio into utterances under 30 s")
-        examples.append(_Example(audio, target_text(u.text, u.id)))
+        examples.append(Example(audio, target_text(u.text, u.id)))
     return examples
 
 
-def heldout_wer(loaded: LoadedModel, examples: Sequence[_Example], batch_size: int = 8) -> float:
+def heldout_wer(loaded: LoadedModel, examples: Sequence[Example], batch_size: int = 8) -> float:
     """Greedy WER on held-out examples, one utterance per window as at inference."""
     # Bound the output by the references' length: a hypothesis three times longer than the
     # longest reference is wrong anyway, and a looping model would otherwise cost minutes.
@@ -396,7 +312,7 @@ def heldout_wer(loaded: LoadedModel, examples: Sequence[_Example], batch_size: i
     return score([e.text for e in examples], hypotheses).wer or 0.0
 
 
-def heldout_loss(model, batcher: "_Batcher", windows: Sequence[_Example], batch_size: int, autocast) -> float:
+def heldout_loss(model, batcher: "WhisperBatcher", windows: Sequence[Example], batch_size: int, autocast) -> float:
     """Mean teacher-forced loss per target token on held-out windows (no gradients)."""
     total, tokens = 0.0, 0
     with torch.no_grad():
@@ -419,10 +335,10 @@ class _DomainConfusion:
         self.device = loaded.placement.device
         self.head = DomainClassifier(loaded.engine.hidden_size(loaded.model.config), options.hidden_size,
                                      options.pooling).to(self.device)
-        self.unlabeled = [_Example(audio, "") for audio in unlabeled]
+        self.unlabeled = [Example(audio, "") for audio in unlabeled]
         # Its own random stream: the labeled windows are drawn exactly as without it.
         self.rng = random.Random(seed + 1)
-        self.queue: list[_Example] = []
+        self.queue: list[Example] = []
         self.reset_epoch()
 
     def reset_epoch(self) -> None:
@@ -431,7 +347,7 @@ class _DomainConfusion:
         self.seen = 0
         self.lambda_ = 0.0
 
-    def next_unlabeled(self, count: int) -> list[_Example]:
+    def next_unlabeled(self, count: int) -> list[Example]:
         # Packed like the labeled windows, so that the head cannot tell domains apart by
         # how full a window is or where its pauses fall.
         while len(self.queue) < count:
@@ -439,7 +355,7 @@ class _DomainConfusion:
         taken, self.queue = self.queue[:count], self.queue[count:]
         return taken
 
-    def loss(self, model, batcher: _Batcher, windows: Sequence[_Example], progress: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, model, batcher: WhisperBatcher, windows: Sequence[Example], progress: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(task loss, domain loss) of one step; labeled and unlabeled share one encoder pass."""
         unlabeled = self.next_unlabeled(max(1, round(self.options.unlabeled_ratio * len(windows))))
         task, hidden_states, mask = batcher.joint_forward(model, windows, unlabeled)
@@ -525,7 +441,7 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     batcher = backend.batcher(loaded)
     train_examples = _load_examples(train_utts, batcher.target_text)
     heldout_examples = _load_examples(heldout_utts, batcher.target_text)
-    pseudo_examples = [_Example(np.asarray(audio, dtype=np.float32), batcher.target_text(text, "pseudo-label"))
+    pseudo_examples = [Example(np.asarray(audio, dtype=np.float32), batcher.target_text(text, "pseudo-label"))
                        for audio, text in pseudo_labeled]
     for example in train_examples:
         if len(example.audio) < SAMPLE_RATE // 10:
@@ -709,12 +625,12 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     return peft_model, result
 
 
-def _perturbed(example: _Example, factor: float) -> _Example:
+def _perturbed(example: Example, factor: float) -> Example:
     """``example`` at ``factor`` times its speed; unchanged where slowing it down would push
     it past Whisper's 30 s window (its text would then describe audio the model never sees)."""
     if len(example.audio) / factor > 30 * SAMPLE_RATE:
         return example
-    return _Example(speed_perturb(example.audio, factor), example.text)
+    return Example(speed_perturb(example.audio, factor), example.text)
 
 
 def _balanced_backward(task: torch.Tensor, dloss: torch.Tensor, parameters: list, head_parameters: list,

@@ -1,12 +1,18 @@
-"""Choosing where the model runs: CUDA when present, the CPU otherwise."""
+"""Choosing where the model runs: CUDA when present, the CPU otherwise.
+
+torch is imported when a device is resolved, not when this module is: the CLI reads
+:data:`DEVICE_CHOICES` to build ``--help``, which must answer without loading torch.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from asr_adapt.core.errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -29,6 +35,8 @@ def resolve_device(name: str = "auto", dtype: str = "auto") -> Placement:
     the GPU supports it (no loss scaling needed) and float16 otherwise; on the CPU float32,
     since half precision is slower there, not faster.
     """
+    import torch
+
     name = (name or "auto").strip().lower()
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -50,6 +58,8 @@ def resolve_device(name: str = "auto", dtype: str = "auto") -> Placement:
 
 
 def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    import torch
+
     dtype = (dtype or "auto").lower()
     table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
              "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}

@@ -27,7 +27,6 @@ each step's measured compute time is spent (for honest latency figures).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,12 +35,11 @@ from difflib import SequenceMatcher
 import numpy as np
 
 from asr_adapt.audio.io import SAMPLE_RATE
-from asr_adapt.models.whisper.encoder_window import encode, window_frames
+from asr_adapt.models.options import WINDOW_LIMIT_SECONDS
+from asr_adapt.models.repetition import normalize_word
 from asr_adapt.core.errors import OptionsError
 from asr_adapt.audio.vad import EnergyVad, VadOptions, frame_levels
 
-#: Whisper's window: the buffer must always fit in it.
-WINDOW_LIMIT_SECONDS = 29.5
 #: Audio block size of the simulations (a microphone delivers 50 ms blocks).
 BLOCK_SECONDS = 0.05
 
@@ -98,12 +96,8 @@ class StreamingOptions:
 
 # --------------------------------------------------------------------------- the policy
 
-_PUNCTUATION = re.compile(r"[^\w']+")
 
 
-def normalize_word(word: str) -> str:
-    """The form two hypotheses are compared in: case and punctuation do not count."""
-    return _PUNCTUATION.sub("", word.casefold())
 
 
 def common_prefix(*hypotheses: Sequence[str]) -> int:
@@ -203,186 +197,12 @@ class LocalAgreement:
 Decoder = Callable[[np.ndarray, str], str]
 
 
-class WhisperDecoder:
-    """Greedy Whisper decoding of one buffer, with an optional text prompt and a forced prefix.
-
-    Streaming decodes the same growing buffer again and again, and the words committed from
-    it must come out again each time. With ``prefix`` they are fed to the decoder in one
-    forward pass instead of being generated token by token, and only the rest is generated:
-    fewer sequential decoder steps, so a shorter step and a lower commit latency. The loop is
-    a plain greedy one (encoder once, key/value cache, Whisper's suppressed tokens), which
-    gives the same tokens as ``model.generate`` without its per-token overhead; a repetition
-    loop, or a prompt, goes through ``generate`` as in offline transcription.
-
-    Reads ``loaded.model`` at every call, so a profile switch (which changes the model's
-    weights in place, see :class:`asr_adapt.personal.AdapterSwitcher`) takes effect at the
-    next step. On CUDA the features go in the model's dtype (float16/bfloat16).
-    """
-
-    forces_prefix = True
-
-    def __init__(self, loaded, max_new_tokens: int = 440, language: str = "en",
-                 encoder_window: str | float | None = None) -> None:
-        self.loaded = loaded
-        self.max_new_tokens = int(max_new_tokens)
-        self.language = language
-        self.encoder_window = check_encoder_window(DEFAULT_ENCODER_WINDOW if encoder_window is None
-                                                   else encoder_window)
-        self._start_tokens: list[int] | None = None
-
-    def _token_budget(self, samples: int) -> int:
-        from asr_adapt.models.transcriber import MAX_TOKENS_PER_SECOND
-
-        return min(self.max_new_tokens, int(MAX_TOKENS_PER_SECOND * samples / SAMPLE_RATE) + 16)
-
-    def _features(self, audio: np.ndarray):
-        features = self.loaded.processor.feature_extractor(
-            [np.asarray(audio, dtype=np.float32)], sampling_rate=SAMPLE_RATE, return_tensors="pt",
-            return_attention_mask=True)
-        placement = self.loaded.placement
-        return (features.input_features.to(placement.device, dtype=placement.dtype),
-                features.attention_mask.to(placement.device))
-
-    def _window_frames(self, inputs) -> int:
-        """Feature frames the encoder reads: all 3000 (30 s), or the buffer plus a margin
-        (see :func:`check_encoder_window`)."""
-        full = inputs.shape[-1]
-        window = self.encoder_window
-        if window == "auto":
-            # Read at every step: a profile switched in while live runs changes the answer.
-            info = self.loaded.info
-            window = "full" if info.get("profile") and not info.get("short_windows") else AUTO_ENCODER_SECONDS
-        if window == "full":
-            return full
-        return window_frames(self._samples, float(window), full)
-
-    def start_tokens(self) -> list[int]:
-        """The decoder's start sequence: start of transcript, (language, task,) no timestamps."""
-        if self._start_tokens is None:
-            config = self.loaded.model.generation_config
-            tokens = [self.loaded.model.config.decoder_start_token_id]
-            if getattr(config, "is_multilingual", False):
-                tokens += [config.lang_to_id[f"<|{self.language}|>"], config.task_to_id["transcribe"]]
-            tokens.append(config.no_timestamps_token_id)
-            self._start_tokens = tokens
-        return self._start_tokens
-
-    def __call__(self, audio: np.ndarray, prompt: str = "", prefix: Sequence[str] = ()) -> str:
-        from asr_adapt.models.transcriber import is_runaway
-
-        inputs, attention_mask = self._features(audio)
-        self._samples = len(audio)
-        budget = self._token_budget(len(audio))
-        if prompt.strip():
-            return self._generate(inputs, attention_mask, budget, prompt)
-        tokenizer = self.loaded.processor.tokenizer
-        forced = tokenizer.encode(" " + " ".join(prefix), add_special_tokens=False) if prefix else []
-        frames, full = self._window_frames(inputs), inputs.shape[-1]
-        tokens = self._greedy(inputs, forced, max(budget, len(forced) + 8), frames)
-        text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
-        if frames < full and says_twice(text.split()):
-            # With little silence after the speech, a short window sometimes makes Whisper
-            # say a phrase twice in a row (measured: 6 of 10 start offsets of two joined
-            # sample sentences); the full window does not. Speech that really repeats
-            # itself comes out of the full window as well.
-            tokens = self._greedy(inputs, forced, max(budget, len(forced) + 8), full)
-            text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
-        if is_runaway(text):  # a repetition loop: as offline, retry without repeated 4-grams
-            text = self._generate(inputs, attention_mask, budget, "", no_repeat_ngram_size=4)
-        return text
-
-    def _greedy(self, inputs, forced: list[int], max_tokens: int, frames: int) -> list[int]:
-        """Greedy decoding after the start sequence and ``forced``; returns forced + new tokens."""
-        import torch
-        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-
-        model = self.loaded.model
-        config = model.generation_config
-        device = self.loaded.placement.device
-        suppress = torch.tensor(list(config.suppress_tokens or []), dtype=torch.long, device=device)
-        begin_suppress = torch.tensor(list(config.begin_suppress_tokens or []), dtype=torch.long, device=device)
-        eos = config.eos_token_id
-        new: list[int] = []
-        with torch.inference_mode():
-            encoded = encode(model, inputs, frames)
-            decoder, head = model.get_decoder(), model.get_output_embeddings()
-            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-            cache_keyword = _cache_keyword(decoder)
-            step = torch.tensor([self.start_tokens() + forced], dtype=torch.long, device=device)
-            for _ in range(max(0, max_tokens - len(forced))):
-                hidden = decoder(input_ids=step, encoder_hidden_states=encoded, use_cache=True,
-                                 **{cache_keyword: cache}).last_hidden_state
-                logits = head(hidden[:, -1]).float()
-                if suppress.numel():
-                    logits[:, suppress] = -float("inf")
-                if not forced and not new and begin_suppress.numel():
-                    logits[:, begin_suppress] = -float("inf")
-                token = int(logits.argmax(-1))
-                if token == eos:
-                    break
-                new.append(token)
-                step = torch.tensor([[token]], dtype=torch.long, device=device)
-        return forced + new
-
-    def _generate(self, inputs, attention_mask, budget: int, prompt: str, **extra) -> str:
-        import torch
-
-        processor, model = self.loaded.processor, self.loaded.model
-        kwargs = {"do_sample": False, "num_beams": 1, "attention_mask": attention_mask, "max_new_tokens": budget}
-        if getattr(model.generation_config, "is_multilingual", False):
-            kwargs.update(language=self.language, task="transcribe")
-        if prompt.strip():
-            kwargs["prompt_ids"] = processor.get_prompt_ids(prompt.strip(), return_tensors="pt").to(inputs.device)
-        with torch.inference_mode():
-            tokens = model.generate(inputs, **kwargs, **extra)
-        return processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)[0].strip()
 
 
-def _cache_keyword(decoder) -> str:
-    """The name of the decoder's key/value cache argument: ``cache`` in newer transformers
-    (``past_key_values`` is deprecated there and goes in 5.40), ``past_key_values`` before."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
-#: What the live decoder's encoder reads by default (see :func:`check_encoder_window`).
-DEFAULT_ENCODER_WINDOW: str | float = "auto"
-#: The shortest window "auto" gives the plain base model.
-AUTO_ENCODER_SECONDS = 4.0
-def says_twice(words: Sequence[str], shortest: int = 4) -> bool:
-    """Whether ``words`` hold a span of at least ``shortest`` words said twice in a row
-    (compared as normalized words: "park." and "park" are the same)."""
-    norm = [normalize_word(w) for w in words]
-    n = len(norm)
-    for length in range(shortest, n // 2 + 1):
-        for start in range(0, n - 2 * length + 1):
-            if norm[start:start + length] == norm[start + length:start + 2 * length]:
-                return True
-    return False
 
 
-def check_encoder_window(value: str | float) -> str | float:
-    """``"full"`` (Whisper's 30 s), or the fewest seconds the encoder reads (2-30: the buffer
-    plus a margin, rounded up to whole seconds), or ``"auto"``: short windows of at least
-    :data:`AUTO_ENCODER_SECONDS` for the plain base model and for adapters trained on short
-    windows only (``TrainOptions.short_window_share`` 1.0, the default) with LoRA in the
-    decoder too (groups' default placement), the full window for one voice's encoder-only
-    adapters (live WER 10.8% full vs 12.9% short) and for adapters that saw 30 s windows in
-    training, which depend on them (``personal.reads_best_in_short_windows``): measured with a 4 s
-    minimum, a packed-only sample profile's live WER went from 14.1% to 39.9%, while the base
-    model's fell from 63.8% to 58.3% and its steps became 4x cheaper (BENCHMARKS.md).
-    Raises OptionsError for anything else."""
-    if value in ("full", "auto"):
-        return value
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise OptionsError(f"encoder window must be 'auto', 'full' or seconds (2-30), got {value!r}") from None
-    if not 2 <= seconds <= WINDOW_LIMIT_SECONDS:
-        raise OptionsError(f"encoder window must be 'auto', 'full' or 2-{WINDOW_LIMIT_SECONDS:g} seconds, "
-                           f"got {value!r}")
-    return seconds
 
 
 # --------------------------------------------------------------------------- the processor
@@ -749,7 +569,7 @@ __all__ = [
     "StreamUpdate",
     "StreamingOptions",
     "StreamingProcessor",
-    "WhisperDecoder",
+    
     "align_prefix",
     "common_prefix",
     "normalize_word",

@@ -20,18 +20,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asr_adapt.core.errors import ModelError, OptionsError
+from asr_adapt.core.device import Placement
 
 if TYPE_CHECKING:  # imported lazily at run time: torch and transformers are slow to import
     import torch
 
-    from asr_adapt.adapt.lora import LoraSettings
-    from asr_adapt.models.loading import LoadedModel
-    from asr_adapt.models.transcriber import TranscribeOptions
+    from asr_adapt.models.options import TranscribeOptions
 
 #: ``attempt(what, load)``: run ``load`` and turn loading errors into one-line ModelErrors.
 Attempt = Callable[[str, Callable[[], Any]], Any]
@@ -100,99 +99,42 @@ class Backend(ABC):
 
     # ------------------------------------------------------------------ LoRA
     @abstractmethod
-    def lora_target_regex(self, settings: LoraSettings) -> str:
-        """PEFT ``target_modules``: a full-match pattern over the model's module names."""
+    def lora_target_regex(self, targets: Sequence[str], where: str) -> str:
+        """PEFT ``target_modules``: a full-match pattern over the model's module names.
+
+        ``targets`` are layer roles by Whisper's names (q_proj, k_proj, v_proj, out_proj, fc1,
+        fc2; a family maps them onto its own), ``where`` is "encoder", "decoder" or "both"."""
 
 
-class WhisperBackend(Backend):
-    """Whisper (seq2seq): the code paths the product was built on, reached through the seam."""
+@dataclass
+class LoadedModel:
+    """A model ready to use, the backend that serves it, and a record of where it came from."""
 
-    name = "whisper"
-    takes_prompt = True
-    # Whisper's own decoding (openai-whisper, faster-whisper) searches a beam of 5.
-    default_beam_size = 5
+    name: str                  # what the user asked for
+    kind: str                  # "bundled", "ct2", "local" or "hub"
+    path: str                  # the folder (or hub id) the transformers weights came from
+    model: Any                 # transformers PreTrainedModel
+    processor: Any             # feature extractor + tokenizer
+    placement: Placement
+    #: The :class:`Backend` that decodes, trains and streams this model, chosen when loaded.
+    engine: Backend
+    weights_sha256: str | None = None  # of the source weights, when known
+    info: dict = field(default_factory=dict)
 
-    def load(self, path, config, placement, attempt, **where):
-        from transformers import WhisperForConditionalGeneration, WhisperProcessor
-
-        model = attempt("weights", lambda: WhisperForConditionalGeneration.from_pretrained(
-            str(path), dtype=placement.dtype, **where))
-        processor = attempt("processor (feature extractor + tokenizer)",
-                            lambda: WhisperProcessor.from_pretrained(str(path), **where))
-        # A folder without its vocabulary files still "loads" an empty tokenizer; catch it
-        # here rather than as gibberish output later.
-        if len(processor.tokenizer) < model.config.vocab_size // 2:  # Whisper: 50363 of 51864 (timestamps)
-            raise ModelError(f"the tokenizer of '{path}' is incomplete ({len(processor.tokenizer)} tokens for a "
-                             f"vocabulary of {model.config.vocab_size}); the folder lacks tokenizer.json or vocab.json")
-        return model, processor
-
-    def decode(self, loaded, audios, options):
-        from asr_adapt.models.transcriber import whisper_decode
-
-        return whisper_decode(loaded, audios, options)
-
-    def streaming_decoder(self, loaded, max_new_tokens=440, encoder_window=None):
-        from asr_adapt.decode.streaming import WhisperDecoder
-
-        return WhisperDecoder(loaded, max_new_tokens=max_new_tokens, encoder_window=encoder_window)
-
-    def batcher(self, loaded):
-        from asr_adapt.adapt.training import _Batcher
-
-        return _Batcher(loaded)
-
-    def hidden_size(self, config):
-        return int(config.d_model)
-
-    def encoder_layers(self, config):
-        return int(config.encoder_layers)
-
-    def encoder_states(self, loaded, audios):
-        from asr_adapt.audio.io import SAMPLE_RATE
-        from asr_adapt.adapt.domain import frame_mask
-
-        encoder = loaded.model.get_encoder()
-        features = loaded.processor.feature_extractor(
-            [np.asarray(a, dtype=np.float32) for a in audios], sampling_rate=SAMPLE_RATE,
-            return_tensors="pt").input_features
-        dtype = next(encoder.parameters()).dtype
-        output = encoder(features.to(loaded.placement.device, dtype), output_hidden_states=True)
-        mask = frame_mask([len(a) for a in audios], output.hidden_states[0].shape[1])
-        return output.hidden_states, mask.to(output.hidden_states[0].device)
-
-    def lora_target_regex(self, settings):
-        from asr_adapt.adapt.lora import CTC_ONLY_TARGETS
-
-        wrong = [t for t in settings.targets if t in CTC_ONLY_TARGETS]
-        if wrong:
-            raise OptionsError(f"LoRA targets {', '.join(wrong)} are wav2vec2 layer names; Whisper's feed-forward "
-                               "layers are fc1 and fc2")
-        return settings.target_regex()
+    @property
+    def backend(self) -> str:
+        """The model type recorded in profiles ("whisper", "wav2vec2", "hubert", ...)."""
+        return self.model.config.model_type
 
 
-#: Model types served by the CTC backend (all share ``AutoModelForCTC`` + a CTC tokenizer).
-#: (Conformer and SEW variants name their layers differently and are not served.)
-CTC_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "unispeech", "unispeech-sat")
-
-_WHISPER = WhisperBackend()
 
 
-def backend_for_config(config: Any) -> Backend:
-    """The backend serving a transformers config; ModelError for a family we do not serve."""
-    model_type = getattr(config, "model_type", None)
-    if model_type == "whisper":
-        return _WHISPER
-    if model_type in CTC_MODEL_TYPES:
-        from asr_adapt.models.ctc import CTC_BACKEND
+@dataclass
+class Example:
+    """A piece of audio (16 kHz mono float32) and its transcript: what training batches hold."""
 
-        return CTC_BACKEND
-    raise ModelError(f"it is a {model_type or 'unknown'} model; asr-adapt serves Whisper and CTC speech models "
-                     f"({', '.join(CTC_MODEL_TYPES[:4])}, ...)")
+    audio: np.ndarray
+    text: str
 
 
-def backend_of(model: Any) -> Backend:
-    """The backend of a loaded (possibly PEFT-wrapped) model."""
-    return backend_for_config(model.config)
-
-
-__all__ = ["CTC_MODEL_TYPES", "Backend", "WhisperBackend", "backend_for_config", "backend_of"]
+__all__ = ["Attempt", "Backend", "Example", "LoadedModel"]

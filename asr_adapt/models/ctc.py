@@ -32,6 +32,8 @@ from asr_adapt.audio.io import SAMPLE_RATE
 from asr_adapt.models.base import Backend
 from asr_adapt.core.errors import AsrAdaptError, ModelError, OptionsError
 
+#: wav2vec2-family names of the feed-forward layers (fc1 and fc2 there); LoRA accepts them too.
+CTC_ONLY_TARGETS = ("intermediate_dense", "output_dense")
 #: Module names of the encoder blocks LoRA may adapt, per role (Whisper name -> CTC name).
 CTC_TARGET_NAMES = {"q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "v_proj", "out_proj": "out_proj",
                     "fc1": "intermediate_dense", "fc2": "output_dense",
@@ -341,11 +343,11 @@ class CtcBackend(Backend):
         return output.hidden_states, frame_mask_for(model, [len(a) for a in audios], frames).to(
             output.hidden_states[0].device)
 
-    def lora_target_regex(self, settings) -> str:
-        if settings.where == "decoder":
+    def lora_target_regex(self, targets, where) -> str:
+        if where == "decoder":
             raise OptionsError("CTC models (wav2vec2, HuBERT, WavLM) have no decoder: adapt the encoder "
                                "(--adapt encoder or both)")
-        names = sorted({CTC_TARGET_NAMES[t] for t in settings.targets})
+        names = sorted({CTC_TARGET_NAMES[t] for t in targets})
         attention = [n for n in names if n.endswith("_proj")]
         feed_forward = [n for n in names if n.endswith("_dense")]
         parts = []
@@ -360,5 +362,6 @@ class CtcBackend(Backend):
 
 CTC_BACKEND = CtcBackend()
 
-__all__ = ["CTC_BACKEND", "CtcBackend", "CtcBatcher", "CtcDecoder", "CtcVocabulary", "VocabularyError",
+__all__ = ["CTC_BACKEND", "CTC_ONLY_TARGETS", "CtcBackend", "CtcBatcher", "CtcDecoder", "CtcVocabulary", "VocabularyError",
            "ctc_loss", "greedy_decode", "model_inputs", "output_lengths", "to_model_vocabulary"]
+

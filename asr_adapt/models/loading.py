@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +30,8 @@ from asr_adapt.models.whisper.convert import (
 )
 from asr_adapt.core.device import Placement, resolve_device
 from asr_adapt.core.errors import ModelError
+from asr_adapt.models.base import LoadedModel
+from asr_adapt.models.registry import backend_for_config
 
 log = logging.getLogger(__name__)
 
@@ -80,30 +82,6 @@ BUNDLED: dict[str, BundledModel] = {
 _ALIASES = {"tiny.en": "whisper-tiny.en", "base": "whisper-base"}
 
 
-@dataclass
-class LoadedModel:
-    """A model ready to use, and a record of where it came from."""
-
-    name: str                  # what the user asked for
-    kind: str                  # "bundled", "ct2", "local" or "hub"
-    path: str                  # the folder (or hub id) the transformers weights came from
-    model: Any                 # transformers PreTrainedModel
-    processor: Any             # feature extractor + tokenizer
-    placement: Placement
-    weights_sha256: str | None = None  # of the source weights, when known
-    info: dict = field(default_factory=dict)
-
-    @property
-    def backend(self) -> str:
-        """The model type recorded in profiles ("whisper", "wav2vec2", "hubert", ...)."""
-        return self.model.config.model_type
-
-    @property
-    def engine(self):
-        """The :class:`~asr_adapt.backend.Backend` that decodes, trains and streams this model."""
-        from asr_adapt.models.base import backend_of
-
-        return backend_of(self.model)
 
 
 def cache_dir() -> Path:
@@ -263,8 +241,6 @@ def _load_transformers(path: str | Path, name: str, kind: str, placement: Placem
     """Load a transformers model + processor (Whisper or CTC) from a folder or hub id."""
     from transformers import AutoConfig
 
-    from asr_adapt.models.base import backend_for_config
-
     def attempt(what: str, load: Callable[[], Any]) -> Any:
         try:
             return load()
@@ -286,4 +262,4 @@ def _load_transformers(path: str | Path, name: str, kind: str, placement: Placem
     model.to(placement.device)
     model.eval()
     return LoadedModel(name=name, kind=kind, path=str(path), model=model, processor=processor,
-                       placement=placement, weights_sha256=sha)
+                       placement=placement, engine=backend, weights_sha256=sha)

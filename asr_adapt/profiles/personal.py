@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from asr_adapt.models.loading import LoadedModel, resolve_model
+from asr_adapt.models.base import LoadedModel
+from asr_adapt.models.loading import resolve_model
 from asr_adapt.profiles.profile import Profile, ProfileError
 
 

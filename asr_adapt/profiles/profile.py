@@ -29,7 +29,7 @@ Two processes writing the same profile at the same time are not coordinated: the
 ``profile.json`` written wins (neither is ever torn).
 
 Every problem a user can fix is raised as :class:`ProfileError` with a one-line message.
-Export and import (one archive per profile) are in :mod:`asr_adapt.profile_archive`.
+Export and import (one archive per profile) are in :mod:`asr_adapt.profiles.archive`.
 """
 
 from __future__ import annotations
@@ -1015,11 +1015,6 @@ def remove_profile(name: str) -> None:
         _ACTIVE.discard(trash)
 
 
-# Export/import live in their own module; re-exported so `profiles.export_profile` keeps working.
-from asr_adapt.profiles.archive import export_profile, import_profile
-
-
 __all__ = [
-    "FORMAT_VERSION", "KINDS", "Profile", "ProfileError", "ProfileInfo", "export_profile",
-    "import_profile", "list_profiles", "profiles_root", "remove_profile", "validate_profile_name",
+    "FORMAT_VERSION", "KINDS", "Profile", "ProfileError", "ProfileInfo", "list_profiles", "profiles_root", "remove_profile", "validate_profile_name",
 ]

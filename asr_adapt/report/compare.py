@@ -20,7 +20,7 @@ from asr_adapt.core.files import copy_file_atomic, write_text_atomic
 
 if TYPE_CHECKING:  # transcribe imports torch: not needed to compare two reports
     from asr_adapt.data.manifest import Utterance
-    from asr_adapt.models.transcriber import TranscribeOptions
+    from asr_adapt.models.options import TranscribeOptions
 
 #: File names :func:`save_comparison` writes inside its folder.
 COMPARE_JSON, COMPARE_MD, COMPARE_PNG = "compare.json", "compare.md", "compare.png"
@@ -426,7 +426,7 @@ def compare_profile(profile_name: str, utterances: Sequence[Utterance],
     from asr_adapt.models.loading import resolve_model
     from asr_adapt.profiles.personal import apply_adapter, check_base_matches, require_adapter
     from asr_adapt.profiles.profile import Profile
-    from asr_adapt.models.transcriber import TranscribeOptions
+    from asr_adapt.models.options import TranscribeOptions
 
     options = options or TranscribeOptions()
     profile = Profile.open(profile_name)

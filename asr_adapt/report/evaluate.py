@@ -9,8 +9,10 @@ from dataclasses import asdict
 from asr_adapt.core.errors import ManifestError
 from asr_adapt.data.scoring import EvalReport, score
 from asr_adapt.data.manifest import Utterance
-from asr_adapt.models.loading import LoadedModel
-from asr_adapt.models.transcriber import Transcriber, TranscribeOptions, reads_short_windows
+from asr_adapt.models.base import LoadedModel
+from asr_adapt.models.transcriber import Transcriber
+from asr_adapt.models.options import TranscribeOptions
+from asr_adapt.models.transcriber import reads_short_windows
 
 
 def evaluate_manifest(loaded: LoadedModel, utterances: Sequence[Utterance],

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import math
 
-from asr_adapt.audio.io import SAMPLE_RATE
+import torch
 
-#: Feature frames per second of audio (Whisper's 10 ms hop).
-FEATURE_FRAMES_PER_SECOND = 100
+from asr_adapt.audio.io import SAMPLE_RATE
+from asr_adapt.models.whisper.constants import ENCODER_FRAMES_PER_SECOND, FEATURE_FRAMES_PER_SECOND, FULL_WINDOW_FRAMES
 #: Seconds of padding the encoder reads after the buffer when its window is shortened: the
 #: model was trained on audio followed by silence, and stops more reliably when it sees some.
 ENCODER_WINDOW_MARGIN = 1.0
 
 
-def window_frames(samples: int, min_seconds: float, full: int = 3000) -> int:
+def window_frames(samples: int, min_seconds: float, full: int = FULL_WINDOW_FRAMES) -> int:
     """Feature frames a short window holds for ``samples`` of audio: the audio plus
     :data:`ENCODER_WINDOW_MARGIN`, rounded up to whole seconds (few distinct shapes), at least
     ``min_seconds``, at most ``full``; always even (the encoder's second convolution halves it)."""
@@ -48,3 +48,17 @@ def encode(model, features, frames: int):
         x = layer(x, None)
         x = x[0] if isinstance(x, tuple) else x
     return encoder.layer_norm(x)
+
+
+
+
+def frame_mask(sample_counts: list[int], frames: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """(batch, frames) booleans: which encoder frames hold audio rather than padding.
+
+    Windows are padded to 30 s before the encoder; pooling over the padding would make the
+    head's task "how long is this window" and drown the speech in identical padding states.
+    """
+    per_frame = sample_rate / ENCODER_FRAMES_PER_SECOND
+    valid = [max(1, min(frames, math.ceil(n / per_frame))) for n in sample_counts]
+    positions = torch.arange(frames)
+    return positions[None, :] < torch.tensor(valid)[:, None]

@@ -16,7 +16,8 @@ NO_MICROPHONE_LIVE = ("no microphone found; plug one in (see --list-devices), or
 
 
 def register(subparsers) -> None:
-    from asr_adapt.decode.streaming import DEFAULT_ENCODER_WINDOW, StreamingOptions
+    from asr_adapt.models.whisper.stream_decoder import DEFAULT_ENCODER_WINDOW
+    from asr_adapt.decode.streaming import StreamingOptions
 
     defaults = StreamingOptions()
     parser = subparsers.add_parser(
@@ -66,7 +67,8 @@ def run(args) -> int:
     from asr_adapt.core.device import resolve_device
     from asr_adapt.core.errors import AudioError, OptionsError
     from asr_adapt.decode.live import LiveOptions
-    from asr_adapt.decode.streaming import StreamingOptions, check_encoder_window
+    from asr_adapt.decode.streaming import StreamingOptions
+    from asr_adapt.models.options import check_encoder_window
 
     if args.list_devices:
         return _list_devices()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from asr_adapt.profiles import profile as profiles
+from asr_adapt.profiles.archive import export_profile, import_profile
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -107,7 +108,7 @@ def run_remove(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     """Write the profile to an archive."""
     output = Path(args.output) if args.output else Path(f"{args.name}.tar.gz")
-    path = profiles.export_profile(args.name, output, include_audio=not args.no_audio)
+    path = export_profile(args.name, output, include_audio=not args.no_audio)
     content = "without recordings" if args.no_audio else "with recordings"
     print(f"{path}: profile '{args.name}' ({content})")
     return 0
@@ -115,7 +116,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     """Install a profile from an archive."""
-    profile = profiles.import_profile(Path(args.archive), name=args.name, force=args.force)
+    profile = import_profile(Path(args.archive), name=args.name, force=args.force)
     adapter = profile.adapter_dir.name if profile.adapter_dir else "no adapter"
     print(f"imported profile '{profile.name}' ({adapter}) into {profile.path}")
     return 0
