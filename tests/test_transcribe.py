@@ -59,10 +59,10 @@ def test_whisper_searches_a_beam_of_five_unless_told(tiny_whisper_dir, monkeypat
 
 def _encoder_windows(monkeypatch) -> list[int]:
     """Record the frames of every short-window encoder pass."""
-    from asr_adapt.models.whisper import encoder_window
+    from asr_adapt.models.whisper import decode
 
-    frames, real = [], encoder_window.encode
-    monkeypatch.setattr(encoder_window, "encode", lambda model, features, n: frames.append(n) or real(model, features, n))
+    frames, real = [], decode.encode
+    monkeypatch.setattr(decode, "encode", lambda model, features, n: frames.append(n) or real(model, features, n))
     return frames
 
 

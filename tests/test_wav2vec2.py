@@ -18,7 +18,8 @@ from wav2vec2_models import (  # noqa: F401 (fixture)
 from asr_adapt.models.registry import backend_for_config
 from asr_adapt.models.ctc import CtcVocabulary, VocabularyError, greedy_decode, model_inputs, to_model_vocabulary
 from asr_adapt.core.errors import ModelError, OptionsError
-from asr_adapt.adapt.lora import LoraSettings, attach_lora
+from asr_adapt.adapt.lora import LoraSettings
+from asr_adapt.adapt.attach import attach_lora
 from asr_adapt.models.loading import resolve_model
 from asr_adapt.models.options import TranscribeOptions
 from asr_adapt.models.transcriber import Transcriber
@@ -180,13 +181,13 @@ def test_lora_adapts_attention_and_feed_forward_of_the_encoder_blocks_only(ctc):
 
 def test_lora_targets_by_role_and_refusals(ctc):
     backend = ctc.engine
-    pattern = backend.lora_target_regex(LoraSettings(targets=("q_proj", "fc2")))
+    pattern = backend.lora_target_regex(("q_proj", "fc2"), "both")
     assert "q_proj" in pattern and "output_dense" in pattern and "intermediate_dense" not in pattern
     with pytest.raises(OptionsError, match="no decoder"):
-        backend.lora_target_regex(LoraSettings(where="decoder"))
+        backend.lora_target_regex(LoraSettings(where="decoder").targets, "decoder")
     whisper = backend_for_config(type("C", (), {"model_type": "whisper"})())
     with pytest.raises(OptionsError, match="wav2vec2 layer names"):
-        whisper.lora_target_regex(LoraSettings(targets=("intermediate_dense",)))
+        whisper.lora_target_regex(("intermediate_dense",), "both")
 
 
 def test_encoder_states_mask_the_padding(ctc):

@@ -1,17 +1,14 @@
-"""LoRA settings, and attaching them through PEFT (which layers: the model's backend decides)."""
+"""LoRA settings: one frozen dataclass, validated here (no torch needed: the CLI reads its
+defaults for ``--help``). Attaching them to a model: :mod:`asr_adapt.adapt.attach`."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
 from asr_adapt.core.errors import OptionsError
-from asr_adapt.models.ctc import CTC_ONLY_TARGETS
-from asr_adapt.models.registry import backend_of
-from asr_adapt.models.whisper.backend import whisper_lora_regex
-from asr_adapt.models.whisper.constants import WHISPER_TARGETS
+from asr_adapt.models.lora_targets import KNOWN_TARGETS, PLACES, WHISPER_TARGETS
+from asr_adapt.models.whisper.lora import whisper_lora_regex
 
-KNOWN_TARGETS = WHISPER_TARGETS + CTC_ONLY_TARGETS
-PLACES = ("encoder", "decoder", "both")
 #: ``where="auto"``: the encoder for one speaker, both halves for a group (measured, see
 #: :attr:`LoraSettings.where`).
 AUTO = "auto"
@@ -76,19 +73,3 @@ class LoraSettings:
         if "targets" in fields:
             fields["targets"] = tuple(fields["targets"])
         return cls(**fields)
-
-
-def attach_lora(model, settings: LoraSettings):
-    """Wrap ``model`` in a PEFT model whose only trainable weights are LoRA adapters."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=backend_of(model).lora_target_regex(settings.targets, settings.where), bias="none")
-    return get_peft_model(model, config)
-
-
-def count_parameters(model) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from asr_adapt.audio.io import DEFAULT_MAX_SECONDS
 from asr_adapt.core.device import DEVICE_CHOICES
-from asr_adapt.models.loading import DEFAULT_MODEL
+from asr_adapt.models.bundled import DEFAULT_MODEL
 from asr_adapt.models.options import TranscribeOptions
 
 

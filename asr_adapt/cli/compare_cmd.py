@@ -35,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compare, save the reports, print the markdown (paths written go to stderr)."""
-    from asr_adapt.report.compare import compare_profile, save_comparison
-    from asr_adapt.data.manifest import load_any
+    from asr_adapt.report.profile_compare import compare_profile
+    from asr_adapt.report.compare_files import save_comparison
+    from asr_adapt.data.importers import load_any
     from asr_adapt.profiles.personal import require_adapter
     from asr_adapt.profiles.profile import Profile
 

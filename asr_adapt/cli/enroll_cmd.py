@@ -70,11 +70,13 @@ def run(args) -> int:
         if profile is None:
             return 1
     else:
-        from asr_adapt.profiles.enrollment import enroll_from_microphone
+        from asr_adapt.profiles.enrollment import check_suggested_minutes, enroll_from_microphone
+        from asr_adapt.ui.terminal_enroll import terminal_ui
 
+        check_suggested_minutes(args.minutes)  # a bad --minutes is named before the missing terminal
         profile = enroll_from_microphone(args.name, base_model=args.model, prompts=args.prompts,
                                          suggested_minutes=args.minutes, input_device=args.input_device,
-                                         force=args.force)
+                                         force=args.force, ui=terminal_ui())
     if args.no_train:
         print(f"enrollment stored in {profile.path}; train with: asr-adapt adapt {profile.name}", file=sys.stderr)
         return 0
@@ -88,7 +90,7 @@ def run(args) -> int:
 
 
 def _list_devices() -> int:
-    from asr_adapt.audio.microphone import list_input_devices
+    from asr_adapt.audio.devices import list_input_devices
 
     devices = list_input_devices()
     for device in devices:
@@ -102,7 +104,8 @@ def _list_devices() -> int:
 
 def _import(args):
     """Enroll from recordings; returns the profile, or None when the user cancelled."""
-    from asr_adapt.data.manifest import load_any, summarize
+    from asr_adapt.data.importers import load_any
+    from asr_adapt.data.manifest import summarize
     from asr_adapt.models.loading import resolve_model
     from asr_adapt.profiles.profile import Profile
     from asr_adapt.adapt.training import TrainingError
@@ -171,7 +174,7 @@ def _check_same_model(args, profile) -> None:
     """Recordings added to a profile train its own base model; a different --model is refused."""
     from asr_adapt.profiles.profile import ProfileError
 
-    from asr_adapt.models.loading import DEFAULT_MODEL
+    from asr_adapt.models.bundled import DEFAULT_MODEL
 
     if args.model not in (DEFAULT_MODEL, profile.info.base_model):
         raise ProfileError(f"profile '{profile.name}' is built on {profile.info.base_model}, not {args.model}; "

@@ -16,7 +16,8 @@ def register(subparsers) -> None:
 
 
 def run_list(args) -> int:
-    from asr_adapt.models.loading import DEFAULT_MODEL, cache_dir, list_models
+    from asr_adapt.models.bundled import DEFAULT_MODEL, list_models
+    from asr_adapt.models.loading import cache_dir
 
     for entry in list_models():
         mark = "installed" if entry["installed"] else f"not installed: {entry['install']}"

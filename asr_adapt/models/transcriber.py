@@ -12,7 +12,6 @@ import torch
 from asr_adapt.audio.io import SAMPLE_RATE, is_silent, load_audio, split_into_windows
 from asr_adapt.models.base import LoadedModel
 from asr_adapt.models.options import TranscribeOptions
-from asr_adapt.models.transcriber import reads_short_windows
 
 
 

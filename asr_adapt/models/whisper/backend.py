@@ -3,17 +3,15 @@ Whisper (seq2seq) models, behind :class:`asr_adapt.models.base.Backend`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from asr_adapt.audio.io import SAMPLE_RATE
-from asr_adapt.core.errors import ModelError, OptionsError
+from asr_adapt.core.errors import ModelError
 from asr_adapt.models.base import Backend
 from asr_adapt.models.whisper.batcher import WhisperBatcher
-from asr_adapt.models.whisper.constants import WHISPER_TARGETS
 from asr_adapt.models.whisper.decode import whisper_decode
 from asr_adapt.models.whisper.encoder_window import frame_mask
+from asr_adapt.models.whisper.lora import whisper_lora_regex
 from asr_adapt.models.whisper.stream_decoder import WhisperDecoder
 
 
@@ -68,17 +66,5 @@ class WhisperBackend(Backend):
         return whisper_lora_regex(targets, where)
 
 
-def whisper_lora_regex(targets: Sequence[str], where: str) -> str:
-    """A full-match pattern over Whisper's module names (PEFT ``target_modules``) for the
-    layer roles ``targets`` in the encoder, the decoder or both (decoder: self- and
-    cross-attention)."""
-    wrong = [t for t in targets if t not in WHISPER_TARGETS]
-    if wrong:
-        raise OptionsError(f"LoRA targets {', '.join(wrong)} are wav2vec2 layer names; Whisper's feed-forward "
-                           "layers are fc1 and fc2")
-    # Without an enrollment to decide "auto" by (attach_lora called directly): both.
-    sides = {"encoder": "encoder", "decoder": "decoder"}.get(where, "encoder|decoder")
-    return rf"model\.({sides})\.layers\.\d+\.((self_attn|encoder_attn)\.)?({'|'.join(targets)})"
 
-
-__all__ = ["WhisperBackend", "whisper_lora_regex"]
+__all__ = ["WhisperBackend"]

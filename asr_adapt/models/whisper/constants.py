@@ -1,4 +1,4 @@
-"""Whisper's fixed numbers, defined once: its window, frame rates, decoder length, layer names."""
+"""Whisper's fixed numbers, defined once: its window, frame rates, decoder length."""
 
 from __future__ import annotations
 
@@ -10,5 +10,3 @@ FEATURE_FRAMES_PER_SECOND = 100
 ENCODER_FRAMES_PER_SECOND = 50
 #: Whisper's decoder holds 448 positions.
 MAX_TARGET_TOKENS = 448
-#: Linear layers of a Whisper block that LoRA may adapt.
-WHISPER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")

@@ -106,9 +106,6 @@ def offline_window_frames(loaded: LoadedModel, audios: list[np.ndarray], options
     return window_frames(max(len(a) for a in audios), float(window), FULL_WINDOW_FRAMES)
 
 
-#: Whisper's encoder window in feature frames (30 s).
-FULL_WINDOW_FRAMES = 3000
-
 
 def _redo_doubled_in_full_window(loaded: LoadedModel, audios: list[np.ndarray], texts: list[str],
                                  options: TranscribeOptions, overrides: dict) -> list[str]:

@@ -1,0 +1,26 @@
+"""Attaching LoRA adapters to a model through PEFT (which layers: the model's backend decides)."""
+
+from __future__ import annotations
+
+from asr_adapt.adapt.lora import LoraSettings
+from asr_adapt.models.registry import backend_of
+
+
+def attach_lora(model, settings: LoraSettings):
+    """Wrap ``model`` in a PEFT model whose only trainable weights are LoRA adapters."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = backend_of(model).lora_target_regex(settings.targets, settings.where)
+    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=targets, bias="none")
+    return get_peft_model(model, config)
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+__all__ = ["attach_lora", "count_parameters"]

@@ -1,0 +1,111 @@
+"""The public API: load a model, enroll a speaker, adapt, transcribe, compare, open a profile.
+
+Each function is one call into the layers below, with the defaults the CLI uses, so that a
+program gets what ``asr-adapt`` gives a person::
+
+    import asr_adapt
+
+    profile = asr_adapt.enroll("alice", "recordings/alice")   # wav + txt pairs, a manifest or a Kaldi dir
+    report = asr_adapt.adapt(profile)                          # trains the LoRA adapter, stores it
+    print(asr_adapt.transcribe(["meeting.wav"], profile="alice")[0].text)
+
+Everything here is re-exported by :mod:`asr_adapt` (imported lazily there, so that
+``import asr_adapt`` stays fast and does not load torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from asr_adapt.adapt.domain import DomainOptions
+from asr_adapt.adapt.lora import LoraSettings
+from asr_adapt.adapt.training import TrainOptions, TrainingError
+from asr_adapt.data.manifest import Utterance
+from asr_adapt.data.importers import load_any
+from asr_adapt.models.base import LoadedModel
+from asr_adapt.models.bundled import DEFAULT_MODEL
+from asr_adapt.models.loading import resolve_model
+from asr_adapt.models.options import TranscribeOptions
+from asr_adapt.models.transcriber import Transcriber, Transcript
+from asr_adapt.profiles.adaptation import AdaptReport, adapt_profile
+from asr_adapt.profiles.personal import load_profile_model, require_adapter
+from asr_adapt.profiles.profile import Profile
+from asr_adapt.report.compare import Comparison
+from asr_adapt.report.profile_compare import compare_profile
+
+#: Fewer utterances than this are not enough to adapt to (about a minute of speech).
+MIN_ENROLLMENT_UTTERANCES = 8
+
+
+def load_model(name: str | None = None, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load a model: a bundled name (default ``whisper-tiny.en``, offline), a local
+    transformers or CTranslate2 folder, or a hub id (needs a network the first time)."""
+    return resolve_model(name, device=device, dtype=dtype)
+
+
+def open_profile(name: str) -> Profile:
+    """Open the stored profile ``name`` (ProfileError, one line, when there is none)."""
+    return Profile.open(name)
+
+
+def enroll(name: str, recordings: str | Path, model: str = DEFAULT_MODEL, force: bool = False) -> Profile:
+    """Create profile ``name`` on ``model`` from existing recordings, without training.
+
+    ``recordings`` is a folder of audio files with same-named ``.txt`` transcripts, a JSONL
+    manifest, or a Kaldi data folder; the audio is checked and copied into the profile. An
+    existing profile is only replaced with ``force``. Several speakers make a group profile.
+    """
+    utterances = load_any(recordings, require_text=True)
+    if len(utterances) < MIN_ENROLLMENT_UTTERANCES:
+        raise TrainingError(f"{recordings} holds {len(utterances)} utterances; enrollment needs at least "
+                            f"{MIN_ENROLLMENT_UTTERANCES} (about a minute of speech; five minutes work best)")
+    loaded = resolve_model(model, device="cpu")  # records which weights the profile is for
+    loaded.engine.check_transcripts(loaded, [(u.id, u.text) for u in utterances if u.text])
+    speakers = {u.speaker for u in utterances}
+    profile = Profile.create(name, base_model=model, base_weights_sha256=loaded.weights_sha256,
+                             backend=loaded.backend, kind="group" if len(speakers) > 1 else "speaker",
+                             force=force)
+    profile.import_enrollment(utterances)
+    return profile
+
+
+def adapt(profile: Profile | str, lora: LoraSettings | None = None, options: TrainOptions | None = None,
+          domain: DomainOptions | None = None, unlabeled: Sequence[str | Path] = (),
+          device: str = "auto", progress: bool = False) -> AdaptReport:
+    """Train the profile's LoRA adapter on its enrollment and store it in the profile.
+
+    ``lora`` and ``options`` default to the measured defaults (see docs/adaptation.md);
+    ``domain`` with ``unlabeled`` audio adds domain confusion. The report says whether the
+    adapter beat the plain model on the held-out slice (if not, none is stored).
+    """
+    profile = Profile.open(profile) if isinstance(profile, str) else profile
+    return adapt_profile(profile, lora=lora, options=options, device=device, progress=progress,
+                         domain=domain, unlabeled=unlabeled)
+
+
+def transcribe(audio: Sequence[str | Path], profile: Profile | str | None = None, model: str | None = None,
+               options: TranscribeOptions | None = None, device: str = "auto") -> list[Transcript]:
+    """Transcribe audio files, with a profile's adapter or with a plain ``model``."""
+    if profile is not None:
+        name = profile.name if isinstance(profile, Profile) else profile
+        loaded, _ = load_profile_model(name, model=model, device=device)
+    else:
+        loaded = resolve_model(model, device=device)
+    return list(Transcriber(loaded, options).transcribe_files(audio))
+
+
+def compare(profile: Profile | str, test: str | Path | Sequence[Utterance],
+            options: TranscribeOptions | None = None, device: str = "auto") -> Comparison:
+    """WER of the profile's base model and of its adapter on held-out ``test`` utterances
+    (a folder, manifest or Kaldi dir with transcripts, or Utterance objects)."""
+    name = profile.name if isinstance(profile, Profile) else profile
+    require_adapter(Profile.open(name))
+    utterances = load_any(test, require_text=True) if isinstance(test, (str, Path)) else list(test)
+    return compare_profile(name, utterances, options=options, device=device)
+
+
+__all__ = [
+    "AdaptReport", "Comparison", "DomainOptions", "LoadedModel", "LoraSettings", "Profile", "TrainOptions",
+    "TranscribeOptions", "Transcript", "adapt", "compare", "enroll", "load_model", "open_profile", "transcribe",
+]
