@@ -42,7 +42,8 @@ sys.path.insert(0, str(REPO))
 from asr_adapt.audio.io import SAMPLE_RATE, load_audio
 from asr_adapt.data.scoring import score
 from asr_adapt.data.manifest import read_manifest
-from asr_adapt.decode.streaming import StreamingOptions, StreamingProcessor, run_deterministic, simulate_live
+from asr_adapt.decode.streaming import StreamingOptions, StreamingProcessor
+from asr_adapt.decode.replay import run_deterministic, simulate_live
 from asr_adapt.models.repetition import normalize_word
 from asr_adapt.models.whisper.stream_decoder import WhisperDecoder
 from asr_adapt.audio.vad import speech_mask
@@ -178,7 +179,7 @@ def ensure_profile(home: Path, model: str, device: str, train: dict | None = Non
     del base
     profile.import_enrollment(read_manifest(REPO / "samples" / "enroll" / "manifest.jsonl"))
     started = time.perf_counter()
-    from asr_adapt.adapt.training import TrainOptions
+    from asr_adapt.adapt.options import TrainOptions
 
     report = adapt_profile(profile, device=device, options=TrainOptions(**(train or {})))
     print(f"adapted '{PROFILE}' in {time.perf_counter() - started:.0f} s: held-out WER "

@@ -132,7 +132,8 @@ def test_live_refuses_a_prompt_for_ctc(capsys, trained, tmp_path):
 def test_streaming_with_the_ctc_decoder_commits_the_words(trained):
     """The library path of ``live``, deterministic: the CTC decoder under LocalAgreement."""
     from asr_adapt.profiles.personal import load_profile_model
-    from asr_adapt.decode.streaming import StreamingOptions, StreamingProcessor, run_deterministic
+    from asr_adapt.decode.streaming import StreamingOptions, StreamingProcessor
+    from asr_adapt.decode.replay import run_deterministic
 
     loaded, _ = load_profile_model("tones", device="cpu")
     silence = np.zeros(8000, np.float32)

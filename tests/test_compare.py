@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from asr_adapt.report.compare import (
-    CompareError, compare_reports, plot_comparison, relative_reduction, save_comparison,
-)
+from asr_adapt.report.compare import CompareError, compare_reports, relative_reduction
+from asr_adapt.report.compare_files import save_comparison
+from asr_adapt.report.plot import plot_comparison
 from asr_adapt.core.errors import AsrAdaptError
-from asr_adapt.data.scoring import load_report, score
+from asr_adapt.report.eval_report import load_report
+from asr_adapt.data.scoring import score
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -176,7 +177,7 @@ def test_save_comparison_writes_every_file(comparison, tmp_path):
 
 
 def test_domain_picture_is_copied_beside_the_report_and_linked(tmp_path):
-    from asr_adapt.report.compare import adaptation_facts
+    from asr_adapt.report.profile_compare import adaptation_facts
 
     picture = tmp_path / "profile" / "domain-x.png"
     picture.parent.mkdir()
@@ -198,7 +199,7 @@ def test_domain_picture_is_copied_beside_the_report_and_linked(tmp_path):
 
 
 def test_no_domain_picture_when_the_profile_has_none_or_it_is_gone(tmp_path):
-    from asr_adapt.report.compare import adaptation_facts
+    from asr_adapt.report.profile_compare import adaptation_facts
 
     assert adaptation_facts({}) == {}
     assert adaptation_facts({"domain_confusion": False}) == {"domain confusion": "off"}
@@ -210,7 +211,7 @@ def test_no_domain_picture_when_the_profile_has_none_or_it_is_gone(tmp_path):
 
 
 def test_the_report_says_what_self_training_kept():
-    from asr_adapt.report.compare import adaptation_facts
+    from asr_adapt.report.profile_compare import adaptation_facts
 
     facts = adaptation_facts({"domain_confusion": False, "self_training": {
         "kept": 235, "pieces": 336, "kept_minutes": 17.1, "round_one_heldout_wer": 0.237,

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from asr_adapt.core.errors import OptionsError
-from asr_adapt.data.scoring import EvalReport, load_report, normalizer, save_report, score
+from asr_adapt.data.scoring import EvalReport, normalizer, score
+from asr_adapt.report.eval_report import load_report, report_markdown, save_report
 
 
 # --------------------------------------------------------------------------- normalization
@@ -100,7 +101,7 @@ def test_empty_reference_counts_insertions_but_no_reference_words():
 def test_only_empty_references_give_undefined_rates():
     report = score([""], [""])
     assert report.wer is None and report.cer is None
-    assert "n/a" in report.to_markdown()
+    assert "n/a" in report_markdown(report)
     json.loads(report.to_json())  # still valid JSON (null, not NaN)
 
 
@@ -164,7 +165,7 @@ def test_json_round_trip(tmp_path):
 
 def test_markdown_holds_the_numbers():
     report = sample_report()
-    text = report.to_markdown()
+    text = report_markdown(report)
     assert f"{100 * report.wer:.2f}" in text  # 2 errors / 8 words = 25.00
     assert "25.00" in text
     assert "| ann | 1 | 4 | 2 | 50.00 |" in text
@@ -176,11 +177,11 @@ def test_markdown_holds_the_numbers():
 
 def test_markdown_sorts_worst_first_and_limits_rows():
     report = sample_report()
-    text = report.to_markdown(max_utterances=1)
+    text = report_markdown(report, max_utterances=1)
     assert "(1 of 3)" in text
     table = text.split("## Utterances")[1]
     assert "| u1 |" in table and "| u2 |" not in table
-    full = report.to_markdown(max_utterances=None)
+    full = report_markdown(report, max_utterances=None)
     assert full.index("| u1 |") < full.index("| u2 |")
 
 

@@ -12,9 +12,9 @@ import soundfile as sf
 
 from asr_adapt.core.errors import AudioError, ManifestError
 from asr_adapt.data.manifest import (
-    ManifestSummary, Utterance, import_folder, import_kaldi, load_any, read_manifest, summarize,
-    write_manifest, write_text_atomic,
+    ManifestSummary, Utterance, read_manifest, summarize, write_manifest, write_text_atomic,
 )
+from asr_adapt.data.importers import import_folder, import_kaldi, load_any
 
 SHARED_MANIFEST = (Path(__file__).resolve().parents[1].parent
                    / "shared/data/speechocean762/train/manifest.jsonl")

@@ -9,10 +9,9 @@ from conftest import SAMPLES, read_samples_manifest
 from streaming_fakes import ToneDecoder, script_audio
 
 from asr_adapt.core.errors import OptionsError
-from asr_adapt.decode.streaming import (
-    LocalAgreement, StreamingOptions, StreamingProcessor, align_prefix, common_prefix, run_deterministic,
-    simulate_live,
-)
+from asr_adapt.decode.agreement import LocalAgreement, align_prefix, common_prefix
+from asr_adapt.decode.streaming import StreamingOptions, StreamingProcessor
+from asr_adapt.decode.replay import run_deterministic, simulate_live
 from asr_adapt.models.repetition import normalize_word
 
 
@@ -325,7 +324,7 @@ def test_processor_forces_committed_words_only_on_whole_buffer_decodes():
 def test_encoder_over_the_full_window_is_the_models_own_and_shorter_windows_are_shorter(bundled_model):
     import torch
 
-    from asr_adapt.decode.streaming import encode
+    from asr_adapt.models.whisper.encoder_window import encode
 
     model = bundled_model.model
     features = torch.randn(1, 80, 3000, generator=torch.Generator().manual_seed(0))

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from asr_adapt.core.device import DEVICE_CHOICES
-
 from asr_adapt.cli.common import add_training_arguments, print_adapt_report, training_settings
+from asr_adapt.core.device import DEVICE_CHOICES
 
 
 def register(subparsers) -> None:
@@ -24,17 +23,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from asr_adapt.report.demo import SAMPLES_DIR, run_demo
+    """Run the demo; progress and the adaptation go to stderr, a short summary to stdout."""
+    from asr_adapt.report.demo import SAMPLES_DIR, demo_summary, run_demo
 
     lora, options = training_settings(args)
     result = run_demo(args.out, samples=args.samples or SAMPLES_DIR, device=args.device, lora=lora,
                       options=options, progress=sys.stderr.isatty(),
                       say=lambda line: print(line, file=sys.stderr, flush=True))
     print_adapt_report(result.adaptation, sys.stderr)
-    sys.stdout.write(result.comparison.to_markdown())
-    c = result.comparison
-    reduction = f"{100 * c.wer_relative_reduction:.0f}% relative" if c.wer_relative_reduction is not None else "n/a"
-    print(f"\nWER on held-out sample speech: {100 * c.wer_before:.1f}% -> {100 * c.wer_after:.1f}% ({reduction}); "
-          f"demo took {result.wall_seconds:.0f} s; report: {args.out}/compare.md, plot: {args.out}/compare.png",
-          file=sys.stderr)
+    print("\n".join(["", *demo_summary(result, args.out)]))
     return 0

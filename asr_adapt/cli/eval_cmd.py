@@ -29,8 +29,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from asr_adapt.report.evaluate import evaluate_manifest
-    from asr_adapt.data.scoring import save_report
-    from asr_adapt.data.manifest import load_any
+    from asr_adapt.report.eval_report import report_markdown, save_report
+    from asr_adapt.data.importers import load_any
 
     options = decoding_options(args)
     resolve_device(args.device, args.dtype)
@@ -40,5 +40,5 @@ def run(args) -> int:
     if args.output_dir is not None:
         written = save_report(report, args.output_dir, max_utterances=args.rows)
         print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
-    sys.stdout.write(report.to_json() + "\n" if args.format == "json" else report.to_markdown(max_utterances=args.rows))
+    sys.stdout.write(report.to_json() + "\n" if args.format == "json" else report_markdown(report, max_utterances=args.rows))
     return 0

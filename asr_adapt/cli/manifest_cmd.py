@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from asr_adapt.data import manifest
+from asr_adapt.data import importers, manifest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    utterances = manifest.load_any(args.source)
+    utterances = importers.load_any(args.source)
     overrides = {key: value for key, value in (("speaker", args.speaker), ("domain", args.domain))
                  if value is not None}
     if overrides:

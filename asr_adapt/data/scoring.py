@@ -4,25 +4,22 @@ Independent of any model: it takes strings and returns an :class:`EvalReport`. B
 are normalized with Whisper's English text normalizer first, because Whisper writes cased,
 punctuated text with digits ("2648.") while references are often plain prompts
 ("TWO SIX FOUR EIGHT"); scoring the raw strings would count style as errors.
+
+Rendering a report as markdown, and saving and loading report files, is
+:mod:`asr_adapt.report.eval_report`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from asr_adapt.core.errors import OptionsError
-from asr_adapt.core.files import write_text_atomic
 from asr_adapt.data.manifest import UNKNOWN_SPEAKER
 
 #: What :func:`score` records in ``meta["normalizer"]`` when the caller names none.
 NORMALIZER_NAME = "whisper-english (transformers EnglishTextNormalizer + OpenAI spelling table)"
-#: File formats :func:`save_report` writes, by name -> suffix.
-REPORT_FORMATS = {"json": ".json", "md": ".md"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -140,18 +137,6 @@ class EvalReport:
                                  for name, score in data["per_speaker"].items()}
         values["utterances"] = [UtteranceScore(**u) for u in data["utterances"]]
         return cls(**values)
-
-    def to_markdown(self, max_utterances: int | None = 20, title: str = "Evaluation report") -> str:
-        """Markdown: overall table, per-speaker table, and the worst utterances first.
-
-        ``max_utterances`` limits the utterance table (``None``: all of them).
-        """
-        parts = [f"# {title}", ""]
-        parts += _markdown_meta(self.meta)
-        parts += _markdown_overall(self)
-        parts += _markdown_speakers(self.per_speaker)
-        parts += _markdown_utterances(self.utterances, max_utterances)
-        return "\n".join(parts).rstrip() + "\n"
 
 
 # --------------------------------------------------------------------------- scoring
@@ -314,115 +299,3 @@ def _jiwer_version() -> str:
         return version("jiwer")
     except PackageNotFoundError:
         return "unknown"
-
-
-# --------------------------------------------------------------------------- markdown
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}"
-
-
-def _cell(text: str) -> str:
-    """Text safe inside a markdown table cell."""
-    return " ".join(str(text).split()).replace("|", "\\|") or " "
-
-
-def _shown(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
-
-
-def _markdown_meta(meta: dict[str, Any]) -> list[str]:
-    if not meta:
-        return []
-    lines = [f"- **{_cell(key)}**: {_cell(_shown(value))}" for key, value in meta.items()]
-    return lines + [""]
-
-
-def _markdown_overall(report: EvalReport) -> list[str]:
-    lines = [
-        "## Overall", "",
-        "| Utterances | Ref. words | WER % | CER % | Sub. | Del. | Ins. |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {report.n_utterances} | {report.reference_words} | {_percent(report.wer)} | "
-        f"{_percent(report.cer)} | {report.substitutions} | {report.deletions} | "
-        f"{report.insertions} |",
-        "",
-    ]
-    if report.n_empty_references:
-        lines += [f"References empty after normalization: {report.n_empty_references} (they "
-                  "add no reference words; their hypothesis words count as insertions).", ""]
-    return lines
-
-
-def _markdown_speakers(per_speaker: dict[str, SpeakerScore]) -> list[str]:
-    lines = ["## Per speaker", "", "| Speaker | Utterances | Ref. words | Errors | WER % |",
-             "|---|---:|---:|---:|---:|"]
-    for name, s in per_speaker.items():
-        lines.append(f"| {_cell(name)} | {s.n_utterances} | {s.reference_words} | {s.errors} | "
-                     f"{_percent(s.wer)} |")
-    return lines + [""]
-
-
-def _worst_first(utterance: UtteranceScore) -> tuple[float, int]:
-    # An empty reference with insertions is as bad as it gets; one with none is perfect.
-    wer = utterance.wer if utterance.wer is not None else (math.inf if utterance.errors else 0.0)
-    return (-wer, -utterance.errors)
-
-
-def _markdown_utterances(utterances: list[UtteranceScore], limit: int | None) -> list[str]:
-    ranked = sorted(utterances, key=_worst_first)
-    shown = ranked if limit is None else ranked[:max(limit, 0)]
-    heading = "## Utterances, worst first"
-    if len(shown) < len(ranked):
-        heading += f" ({len(shown)} of {len(ranked)})"
-    lines = [heading, "", "| ID | Speaker | WER % | Errors | Reference | Hypothesis | Diff |",
-             "|---|---|---:|---:|---|---|---|"]
-    for u in shown:
-        lines.append(f"| {_cell(u.id)} | {_cell(u.speaker)} | {_percent(u.wer)} | {u.errors} | "
-                     f"{_cell(u.reference)} | {_cell(u.hypothesis)} | {_cell(u.alignment)} |")
-    return lines + [""]
-
-
-# --------------------------------------------------------------------------- files
-
-
-def save_report(report: EvalReport, destination: str | Path,
-                formats: Sequence[str] = ("json", "md"),
-                max_utterances: int | None = 20) -> list[Path]:
-    """Write the report in each format; return the paths written.
-
-    ``destination`` ending in ``.json`` or ``.md`` names the file (other formats go beside
-    it with the same stem); anything else is a folder that receives ``report.json`` and
-    ``report.md``. Files are written atomically.
-    """
-    choices = " or ".join(REPORT_FORMATS)
-    if not formats:
-        raise OptionsError(f"no report format asked for; use {choices}")
-    unknown = [f for f in formats if f not in REPORT_FORMATS]
-    if unknown:
-        raise OptionsError(f"report format {unknown[0]!r} is not supported; use {choices}")
-    destination = Path(destination)
-    if destination.suffix.lower() in REPORT_FORMATS.values():
-        stem = destination.with_suffix("")
-    else:
-        stem = destination / "report"
-    written = []
-    for name in formats:
-        path = stem.with_name(stem.name + REPORT_FORMATS[name])
-        text = report.to_json() + "\n" if name == "json" else report.to_markdown(max_utterances)
-        write_text_atomic(path, text)
-        written.append(path)
-    return written
-
-
-def load_report(path: str | Path) -> EvalReport:
-    """Read a report saved as JSON by :func:`save_report`."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return EvalReport.from_dict(data)
-    except FileNotFoundError:
-        raise OptionsError(f"{path}: no such report file; check the path") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise OptionsError(f"{path}: not a report written by asr-adapt ({error})") from None

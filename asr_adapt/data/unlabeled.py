@@ -19,7 +19,8 @@ import numpy as np
 
 from asr_adapt.audio.io import SAMPLE_RATE, SILENCE_RMS, load_audio, rms, split_into_windows
 from asr_adapt.core.errors import AsrAdaptError, AudioError, OptionsError
-from asr_adapt.data.manifest import AUDIO_SUFFIXES, Utterance, load_any
+from asr_adapt.data.importers import AUDIO_SUFFIXES, load_any
+from asr_adapt.data.manifest import Utterance
 
 log = logging.getLogger(__name__)
 

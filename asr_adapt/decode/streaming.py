@@ -1,10 +1,8 @@
-"""Streaming transcription with Whisper: the LocalAgreement policy and a source-agnostic processor.
+"""Streaming transcription: the options and a source-agnostic processor.
 
-Whisper transcribes whole windows, not streams. Following ufal/whisper_streaming, the
-processor keeps a growing buffer of recent audio, transcribes all of it at every step, and
-*commits* only the words that two successive hypotheses agree on (LocalAgreement-2): a word
-that survived one more second of right context rarely changes again. What is committed is
-never taken back; the rest is shown as a tentative tail.
+The processor keeps a growing buffer of recent audio, transcribes all of it at every step,
+and commits what successive hypotheses agree on (:mod:`asr_adapt.decode.agreement`). What
+is committed is never taken back; the rest is shown as a tentative tail.
 
 The buffer must stay bounded (Whisper sees 30 s; each step re-reads the whole buffer), so
 it is cut where the audio itself says a phrase ended:
@@ -19,10 +17,10 @@ Buffer stretches without speech are dropped without decoding: Whisper invents te
 silence, and decoding nothing costs time. Committed text before the buffer can be passed as
 Whisper's prompt (``use_prompt``, off by default, see there).
 
-:class:`StreamingProcessor` does not know where audio comes from: the microphone, a file
-replayed in real time, or :func:`run_deterministic`, which feeds a fixed hop per step so
-that results do not depend on the machine's speed, and keeps a simulated clock in which
-each step's measured compute time is spent (for honest latency figures).
+:class:`StreamingProcessor` does not know where audio comes from: the microphone
+(:mod:`asr_adapt.decode.live`), a file replayed in real time, or
+:func:`~asr_adapt.decode.replay.run_deterministic`, which replays a recording at a fixed hop
+per step (:mod:`asr_adapt.decode.replay`).
 """
 
 from __future__ import annotations
@@ -30,18 +28,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
 
 import numpy as np
 
 from asr_adapt.audio.io import SAMPLE_RATE
-from asr_adapt.models.options import WINDOW_LIMIT_SECONDS
-from asr_adapt.models.repetition import normalize_word
-from asr_adapt.core.errors import OptionsError
 from asr_adapt.audio.vad import EnergyVad, VadOptions, frame_levels
-
-#: Audio block size of the simulations (a microphone delivers 50 ms blocks).
-BLOCK_SECONDS = 0.05
+from asr_adapt.core.errors import OptionsError
+from asr_adapt.decode.agreement import LocalAgreement, align_prefix
+from asr_adapt.models.options import WINDOW_LIMIT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -94,115 +88,12 @@ class StreamingOptions:
             raise OptionsError("minimum speech must not be negative")
 
 
-# --------------------------------------------------------------------------- the policy
-
-
-
-
-
-def common_prefix(*hypotheses: Sequence[str]) -> int:
-    """How many leading words all ``hypotheses`` share (compared by :func:`normalize_word`)."""
-    if not hypotheses:
-        return 0
-    count = 0
-    for words in zip(*hypotheses):
-        if len({normalize_word(w) for w in words}) != 1:
-            break
-        count += 1
-    return count
-
-
-#: How far apart (in words) a committed word and its match in a new hypothesis may be.
-ALIGN_SLACK = 2
-
-
-def align_prefix(committed: Sequence[str], hypothesis: Sequence[str]) -> tuple[int, int]:
-    """Where ``committed`` ends in ``hypothesis``: ``(i, j)`` such that the first ``i``
-    committed words correspond to the first ``j`` hypothesis words, and either all committed
-    words (``i == len(committed)``) or all hypothesis words (``j == len(hypothesis)``) are used.
-
-    A new hypothesis of the same buffer usually repeats the committed words exactly; when
-    Whisper rewrites one of them (casing, a split word), the best fuzzy alignment decides.
-    Matches more than :data:`ALIGN_SLACK` words apart are not trusted: the same audio gives
-    about as many words each time, and a committed guess that was wrong ("I'll leave the
-    alone" for "Are they alone to knit during the long") would otherwise align its "the"
-    with a later "the" and swallow the words between.
-    """
-    c = [normalize_word(w) for w in committed]
-    h = [normalize_word(w) for w in hypothesis]
-    if h[:len(c)] == c:
-        return len(c), len(c)
-    if c[:len(h)] == h:
-        return len(h), len(h)
-    end_c = end_h = 0
-    for a, b, size in SequenceMatcher(None, c, h, autojunk=False).get_matching_blocks():
-        if size and abs(a - b) <= ALIGN_SLACK:
-            end_c, end_h = a + size, b + size
-    extra = min(len(c) - end_c, len(h) - end_h)  # unmatched words on both sides pair up
-    return end_c + extra, end_h + extra
-
-
-class LocalAgreement:
-    """LocalAgreement-n over word hypotheses of one growing buffer.
-
-    :meth:`update` takes the buffer's newest hypothesis and returns the words it commits:
-    the longest prefix (after the words already committed) that the last ``n`` hypotheses
-    agree on. :meth:`flush` commits the latest tentative words as they are (end of a phrase
-    or of the stream). Committed words are in the newest hypothesis' spelling.
-    """
-
-    def __init__(self, n: int = 2) -> None:
-        if n < 1:
-            raise OptionsError("agreement needs at least one hypothesis")
-        self.n = n
-        self.committed: list[str] = []
-        self._history: list[list[str]] = []
-
-    @property
-    def tentative(self) -> list[str]:
-        """The newest hypothesis' words after the committed ones."""
-        return list(self._history[-1]) if self._history else []
-
-    def update(self, hypothesis: Sequence[str]) -> list[str]:
-        """Add a hypothesis of the whole buffer; return the words newly committed."""
-        _, start = align_prefix(self.committed, hypothesis)
-        self._history.append(list(hypothesis[start:]))
-        self._history = self._history[-self.n:]
-        if len(self._history) < self.n:
-            return []
-        agreed = common_prefix(*self._history)
-        new = self._history[-1][:agreed]
-        self.committed.extend(new)
-        self._history = [words[agreed:] for words in self._history]
-        return new
-
-    def flush(self) -> list[str]:
-        """Commit the newest tentative words without waiting for agreement."""
-        new = self.tentative
-        self.committed.extend(new)
-        self._history = []
-        return new
-
-    def reset(self, committed: Sequence[str] = ()) -> None:
-        """Start over on a new buffer whose audio holds ``committed`` (already committed)."""
-        self.committed = list(committed)
-        self._history = []
-
-
 # --------------------------------------------------------------------------- decoding
 
 #: Anything that turns a buffer (16 kHz mono float32) and a prompt into text. A decoder
 #: whose ``forces_prefix`` attribute is true is also called with ``prefix=words``: the words
 #: already committed from this buffer, which it must reproduce as its hypothesis' start.
 Decoder = Callable[[np.ndarray, str], str]
-
-
-
-
-
-
-
-
 
 
 # --------------------------------------------------------------------------- the processor
@@ -344,45 +235,51 @@ class StreamingProcessor:
             return self._update((), False, False, started)
         # ``_decoded_until`` moves only once a decision is complete: a step cut short
         # (Ctrl-C during decoding) leaves its audio to finish().
-        opts = self.options
-        if not self.vad.has_speech(self._buffer_start, end, opts.min_speech_seconds):
-            # Nothing said: drop the audio but a short tail, which may hold a word's onset.
-            committed = tuple(self.agreement.flush())
-            self._commit(committed)
-            ended = bool(committed)
-            if ended:
-                self._end_phrase()
-            self.agreement.reset()
-            self._drop_until(end - int(opts.pause_seconds * SAMPLE_RATE))
-            self._decoded_until = end
-            return self._update(committed, ended, False, started)
+        if not self.vad.has_speech(self._buffer_start, end, self.options.min_speech_seconds):
+            committed = self._skip_silence(end)
+            return self._update(committed, bool(committed), False, started)
         early = tuple(self._bound())  # only when the processor fell far behind
         pause = self._phrase_pause(end)
         if pause is not None:
-            # A phrase is over: its audio is complete, so its hypothesis is final. Whisper
-            # sees the phrase and a little of the silence after it, never the next phrase.
-            first, last = pause
-            tail = int(self.PAUSE_CONTEXT_SECONDS * SAMPLE_RATE)
-            cut = min(last, first + tail)
-            words = self._decode(cut)
-            committed = tuple(self.agreement.update(words) + self.agreement.flush())
-            self._commit(committed)
-            self._end_phrase()
-            self.agreement.reset()
-            self._drop_until(max(cut, last - tail))
-            committed = early + committed
-            # Audio after the pause is still to be decided on (a processor that fell
-            # behind gets it at the next call, one phrase at a time).
-            self._decoded_until = self._buffer_start
+            committed = early + self._close_phrase(*pause)
             return self._update(committed, True, True, started)
         words = self._decode()
         committed = list(self.agreement.update(words))
         self._commit(committed)
         committed = list(early) + committed
         self._decoded_until = end
-        if self.buffer_seconds > opts.trim_seconds:
+        if self.buffer_seconds > self.options.trim_seconds:
             committed += self._cut()
         return self._update(tuple(committed), False, True, started)
+
+    def _skip_silence(self, end: int) -> tuple[str, ...]:
+        """Nothing said up to ``end``: commit what is tentative (ending the phrase when there
+        was some) and drop the audio but a short tail, which may hold a word's onset."""
+        committed = tuple(self.agreement.flush())
+        self._commit(committed)
+        if committed:
+            self._end_phrase()
+        self.agreement.reset()
+        self._drop_until(end - int(self.options.pause_seconds * SAMPLE_RATE))
+        self._decoded_until = end
+        return committed
+
+    def _close_phrase(self, first: int, last: int) -> tuple[str, ...]:
+        """A phrase is over at the pause ``first``..``last``: its audio is complete, so its
+        hypothesis is final. Whisper sees the phrase and a little of the silence after it,
+        never the next phrase. Returns the words newly committed."""
+        tail = int(self.PAUSE_CONTEXT_SECONDS * SAMPLE_RATE)
+        cut = min(last, first + tail)
+        words = self._decode(cut)
+        committed = tuple(self.agreement.update(words) + self.agreement.flush())
+        self._commit(committed)
+        self._end_phrase()
+        self.agreement.reset()
+        self._drop_until(max(cut, last - tail))
+        # Audio after the pause is still to be decided on (a processor that fell
+        # behind gets it at the next call, one phrase at a time).
+        self._decoded_until = self._buffer_start
+        return committed
 
     def _phrase_pause(self, end: int) -> tuple[int, int] | None:
         """The first pause of at least ``pause_seconds`` in the buffer that follows speech
@@ -463,116 +360,4 @@ class StreamingProcessor:
 # --------------------------------------------------------------------------- deterministic replay
 
 
-@dataclass(frozen=True)
-class CommittedWord:
-    """A committed word and when: ``audio_time`` is how much audio the processor had
-    received, ``commit_time`` the simulated clock (audio time plus the wall time compute
-    took), ``cpu_commit_time`` the same clock run on the CPU time instead: what a core of
-    its own would give when the machine is shared (exact for one torch thread)."""
-
-    text: str
-    audio_time: float
-    commit_time: float
-    cpu_commit_time: float = 0.0
-
-
-@dataclass(frozen=True)
-class StreamResult:
-    """The outcome of :func:`run_deterministic`."""
-
-    text: str
-    phrases: tuple[str, ...]
-    words: tuple[CommittedWord, ...]
-    audio_seconds: float
-    compute_seconds: float
-    cpu_seconds: float
-    steps: int
-    decodes: int
-    max_buffer_seconds: float
-    options: StreamingOptions
-
-    @property
-    def real_time_factor(self) -> float:
-        """Compute time per second of audio (below 1: faster than real time)."""
-        return self.compute_seconds / self.audio_seconds if self.audio_seconds else 0.0
-
-
-def run_deterministic(processor: StreamingProcessor, audio: np.ndarray,
-                      on_update: Callable[[StreamUpdate], None] | None = None) -> StreamResult:
-    """Stream ``audio`` through ``processor`` in 50 ms blocks, deciding when to step from the
-    audio alone (a hop, or a phrase's end), whatever the wall clock.
-
-    The text is reproducible (it depends only on the audio, the model and the options).
-    Timing is simulated honestly: a step starts when its audio has arrived *and* the
-    previous step has finished, and lasts the compute time it really took, so a processor
-    slower than real time falls behind and its commit times show it.
-    """
-    return _simulate(processor, audio, catch_up=False, on_update=on_update)
-
-
-def simulate_live(processor: StreamingProcessor, audio: np.ndarray,
-                  on_update: Callable[[StreamUpdate], None] | None = None) -> StreamResult:
-    """Like :func:`run_deterministic`, but each step takes *all* the audio that has arrived
-    by the simulated clock (at least a hop), as :class:`~asr_adapt.live.LiveSession` does
-    with a microphone: a slow machine decodes longer steps instead of falling further
-    behind. Commit times are realistic; the text depends on the machine's speed."""
-    return _simulate(processor, audio, catch_up=True, on_update=on_update)
-
-
-def _simulate(processor: StreamingProcessor, audio: np.ndarray, catch_up: bool,
-              on_update: Callable[[StreamUpdate], None] | None) -> StreamResult:
-    processor.reset()
-    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-    block = int(BLOCK_SECONDS * SAMPLE_RATE)
-    clock = compute = 0.0
-    steps = fed = 0
-    words: list[CommittedWord] = []
-
-    cpu_clock = cpu = 0.0
-
-    def record(update: StreamUpdate, arrived: float) -> None:
-        nonlocal clock, compute, steps, cpu_clock, cpu
-        steps += 1
-        compute += update.compute_seconds
-        cpu += update.cpu_seconds
-        clock = max(clock, arrived) + update.compute_seconds
-        cpu_clock = max(cpu_clock, arrived) + update.cpu_seconds
-        words.extend(CommittedWord(w, arrived, clock, cpu_clock) for w in update.committed)
-        if on_update is not None:
-            on_update(update)
-
-    while fed < len(audio):
-        # Audio comes in blocks, as from a microphone; a step runs when the processor is
-        # ready (a hop of audio, or a phrase just ended). Catching up, a step also takes
-        # all the audio that arrived while the previous one ran.
-        until = fed + block
-        if catch_up:
-            until = max(until, int(clock * SAMPLE_RATE))
-        until = min(len(audio), until)
-        processor.insert_audio(audio[fed:until])
-        fed = until
-        if processor.ready():
-            record(processor.process_iter(), fed / SAMPLE_RATE)
-    record(processor.finish(), len(audio) / SAMPLE_RATE)
-    return StreamResult(text=processor.text, phrases=tuple(processor.phrases), words=tuple(words),
-                        audio_seconds=len(audio) / SAMPLE_RATE, compute_seconds=compute, cpu_seconds=cpu,
-                        steps=steps,
-                        decodes=processor.decodes, max_buffer_seconds=processor.max_buffer_seconds_seen,
-                        options=processor.options)
-
-
-__all__ = [
-    "CommittedWord",
-    "Decoder",
-    "LocalAgreement",
-    "StreamResult",
-    "StreamUpdate",
-    "StreamingOptions",
-    "StreamingProcessor",
-    
-    "align_prefix",
-    "common_prefix",
-    "normalize_word",
-    "run_deterministic",
-    "simulate_live",
-]
+__all__ = ["Decoder", "StreamUpdate", "StreamingOptions", "StreamingProcessor"]

@@ -1,33 +1,22 @@
-"""Before/after comparison of two evaluations of the same utterances.
+"""Before/after comparison of two evaluations of the same utterances (no model needed).
 
 The usual pair is a profile's base model ("unadapted") and the same model with the
-profile's LoRA adapter ("adapted"): :func:`compare_profile` runs both, :func:`compare_reports`
-works on any two :class:`~asr_adapt.evaluation.EvalReport` objects, and
-:func:`save_comparison` writes JSON, markdown and a bar chart.
+profile's LoRA adapter ("adapted"). :func:`compare_reports` works on any two
+:class:`~asr_adapt.data.scoring.EvalReport` objects and returns a :class:`Comparison`, which
+renders itself as JSON and markdown. Running both evaluations for a profile is
+:mod:`asr_adapt.report.profile_compare`; the chart is :mod:`asr_adapt.report.plot`; the
+files are written by :mod:`asr_adapt.report.compare_files`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from asr_adapt.core.errors import AsrAdaptError
 from asr_adapt.data.scoring import EvalReport, UtteranceScore
-from asr_adapt.core.files import copy_file_atomic, write_text_atomic
-
-if TYPE_CHECKING:  # transcribe imports torch: not needed to compare two reports
-    from asr_adapt.data.manifest import Utterance
-    from asr_adapt.models.options import TranscribeOptions
-
-#: File names :func:`save_comparison` writes inside its folder.
-COMPARE_JSON, COMPARE_MD, COMPARE_PNG = "compare.json", "compare.md", "compare.png"
-BEFORE_JSON, AFTER_JSON = "before.json", "after.json"
-DOMAIN_PNG = "domain.png"
-#: Speakers drawn in the chart at most (the worst ones); more would be unreadable.
-MAX_PLOT_SPEAKERS = 30
+from asr_adapt.report.markdown import cell, describe_reduction, percent, shown
 
 
 class CompareError(AsrAdaptError):
@@ -74,7 +63,8 @@ class Comparison:
     ``wer_relative_reduction`` is ``(wer_before - wer_after) / wer_before`` (positive =
     better, ``None`` when ``wer_before`` is 0 or unknown); likewise for CER. ``fixed``,
     ``broken`` and ``unchanged`` count utterances with fewer, more or equal word errors
-    after. ``plot`` is the chart's file name once :func:`save_comparison` drew it.
+    after. ``plot`` is the chart's file name once
+    :func:`~asr_adapt.report.compare_files.save_comparison` drew it.
     ``before`` and ``after`` hold the full reports (saved beside, not in ``to_dict``).
     """
 
@@ -97,7 +87,8 @@ class Comparison:
     meta: dict[str, Any] = field(default_factory=dict)
     plot: str | None = None
     #: The profile's picture of labeled vs unlabeled encoder states (domain confusion), as
-    #: copied beside the report by :func:`save_comparison`; its source is ``meta["domain picture"]``.
+    #: copied beside the report by :func:`~asr_adapt.report.compare_files.save_comparison`;
+    #: its source is ``meta["domain picture"]``.
     domain_plot: str | None = None
     before: EvalReport | None = field(default=None, repr=False, compare=False)
     after: EvalReport | None = field(default=None, repr=False, compare=False)
@@ -123,10 +114,10 @@ class Comparison:
         """
         a, b = self.labels
         parts = [f"# Comparison: {a} vs {b}", "",
-                 f"**WER {_percent(self.wer_before)}% → {_percent(self.wer_after)}% "
-                 f"({_describe(self.wer_relative_reduction)})**", ""]
+                 f"**WER {percent(self.wer_before)}% → {percent(self.wer_after)}% "
+                 f"({describe_reduction(self.wer_relative_reduction)})**", ""]
         # The reports' own meta ("before", "after") is in the JSON; too long for here.
-        facts = [f"- **{_cell(k)}**: {_cell(_shown(v))}" for k, v in self.meta.items()
+        facts = [f"- **{cell(k)}**: {cell(shown(v))}" for k, v in self.meta.items()
                  if k not in ("before", "after")]
         parts += [*facts, ""] if facts else []
         parts += [*_markdown_overall(self), *_markdown_speakers(self)]
@@ -232,27 +223,6 @@ def _per_speaker(pairs: list[tuple[UtteranceScore, UtteranceScore]]) -> dict[str
 # --------------------------------------------------------------------------- markdown
 
 
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}"
-
-
-def _cell(text: Any) -> str:
-    """Text safe inside a markdown table cell (one line, pipes escaped)."""
-    return " ".join(str(text).split()).replace("|", "\\|") or " "
-
-
-def _shown(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
-
-
-def _describe(reduction: float | None) -> str:
-    if reduction is None:
-        return "relative change n/a"
-    if reduction >= 0:
-        return f"{100 * reduction:.1f}% relative reduction"
-    return f"{-100 * reduction:.1f}% relative increase"
-
-
 def _signed_points(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:+.2f}"
 
@@ -263,11 +233,11 @@ def _markdown_overall(c: Comparison) -> list[str]:
     return [
         "## Overall", "",
         f"{c.n_utterances} utterances, {c.reference_words} reference words.", "",
-        f"| Metric | {_cell(a)} | {_cell(b)} | Change (points) | Relative reduction |",
+        f"| Metric | {cell(a)} | {cell(b)} | Change (points) | Relative reduction |",
         "|---|---:|---:|---:|---:|",
-        f"| WER % | {_percent(c.wer_before)} | {_percent(c.wer_after)} | "
+        f"| WER % | {percent(c.wer_before)} | {percent(c.wer_after)} | "
         f"{_signed_points(c.wer_change)} | {_ratio(c.wer_relative_reduction)} |",
-        f"| CER % | {_percent(c.cer_before)} | {_percent(c.cer_after)} | "
+        f"| CER % | {percent(c.cer_before)} | {percent(c.cer_after)} | "
         f"{_signed_points(cer_change)} | {_ratio(c.cer_relative_reduction)} |",
         "",
     ]
@@ -280,206 +250,34 @@ def _ratio(value: float | None) -> str:
 def _markdown_speakers(c: Comparison) -> list[str]:
     a, b = c.labels
     lines = ["## Per speaker", "",
-             f"| Speaker | Utterances | Ref. words | WER % {_cell(a)} | WER % {_cell(b)} | "
+             f"| Speaker | Utterances | Ref. words | WER % {cell(a)} | WER % {cell(b)} | "
              "Relative reduction |",
              "|---|---:|---:|---:|---:|---:|"]
     for name, s in c.per_speaker.items():
-        lines.append(f"| {_cell(name)} | {s.n_utterances} | {s.reference_words} | "
-                     f"{_percent(s.wer_before)} | {_percent(s.wer_after)} | "
+        lines.append(f"| {cell(name)} | {s.n_utterances} | {s.reference_words} | "
+                     f"{percent(s.wer_before)} | {percent(s.wer_after)} | "
                      f"{_ratio(s.relative_reduction)} |")
     return lines + [""]
 
 
 def _markdown_changes(title: str, changes: list[UtteranceChange], max_rows: int,
                       a: str, b: str) -> list[str]:
-    shown = changes[:max(max_rows, 0)]
+    listed = changes[:max(max_rows, 0)]
     heading = f"## {title}"
-    if len(shown) < len(changes):
-        heading += f" ({len(shown)} of {len(changes)} listed)"
+    if len(listed) < len(changes):
+        heading += f" ({len(listed)} of {len(changes)} listed)"
     if not changes:
         return [heading, "", "None.", ""]
     lines = [heading, "",
-             f"| ID | Speaker | Errors {_cell(a)} → {_cell(b)} | Reference | "
-             f"Hypothesis {_cell(a)} | Hypothesis {_cell(b)} |",
+             f"| ID | Speaker | Errors {cell(a)} → {cell(b)} | Reference | "
+             f"Hypothesis {cell(a)} | Hypothesis {cell(b)} |",
              "|---|---|---:|---|---|---|"]
-    for u in shown:
-        lines.append(f"| {_cell(u.id)} | {_cell(u.speaker)} | {u.errors_before} → "
-                     f"{u.errors_after} | {_cell(u.reference)} | {_cell(u.hypothesis_before)} | "
-                     f"{_cell(u.hypothesis_after)} |")
+    for u in listed:
+        lines.append(f"| {cell(u.id)} | {cell(u.speaker)} | {u.errors_before} → "
+                     f"{u.errors_after} | {cell(u.reference)} | {cell(u.hypothesis_before)} | "
+                     f"{cell(u.hypothesis_after)} |")
     return lines + [""]
 
 
-# --------------------------------------------------------------------------- plot
-
-
-def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
-    """Draw a PNG bar chart of WER before/after, overall and per speaker; return ``path``.
-
-    Speakers are sorted worst first (by WER before) and capped at
-    :data:`MAX_PLOT_SPEAKERS`. The file is written to a temporary name and renamed.
-    """
-    # Figure + Agg canvas directly, never pyplot: no display, no global state.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    c = comparison
-    speakers = sorted(c.per_speaker.items(),
-                      key=lambda item: (-(item[1].wer_before or 0.0), item[0]))
-    shown = speakers[:MAX_PLOT_SPEAKERS]
-    names = ["Overall"] + [name for name, _ in shown]
-    before = [c.wer_before] + [s.wer_before for _, s in shown]
-    after = [c.wer_after] + [s.wer_after for _, s in shown]
-
-    many = len(names) > 8
-    figure = Figure(figsize=(max(6.0, 1.2 + 0.6 * len(names)), 4.8), dpi=100,
-                    layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    positions = range(len(names))
-    width = 0.4
-    for offset, values, label, color in ((-width / 2, before, c.labels[0], "#9e9e9e"),
-                                         (width / 2, after, c.labels[1], "#1f77b4")):
-        heights = [100 * v if v is not None else 0.0 for v in values]
-        bars = axes.bar([p + offset for p in positions], heights, width, label=label, color=color)
-        axes.bar_label(bars, labels=[f"{h:.1f}" if v is not None else "n/a"
-                                     for h, v in zip(heights, values)],
-                       fontsize=7 if many else 9, rotation=90 if many else 0, padding=2)
-    # A floor of 1 point: all-zero WERs would otherwise give an empty y range.
-    top = max([100 * v for v in before + after if v is not None] + [1.0])
-    axes.set_ylim(0, top * (1.25 if many else 1.15))
-    axes.set_xticks(list(positions), names, rotation=45 if many else 0,
-                    ha="right" if many else "center")
-    if len(names) > 1:  # set the overall pair apart from the speakers
-        axes.axvline(0.5, color="black", linewidth=0.8, linestyle=":")
-    axes.set_ylabel("WER (%)")
-    # Above the plot, not over the bars: with many speakers there is no free corner.
-    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, frameon=False)
-    axes.grid(axis="y", alpha=0.3)
-    axes.set_axisbelow(True)
-    # Two short lines: one long line would be cut off in the narrowest (6 in) chart.
-    title = (f"WER {c.labels[0]} → {c.labels[1]}\n{_percent(c.wer_before)}% → "
-             f"{_percent(c.wer_after)}% ({_describe(c.wer_relative_reduction)})")
-    if len(speakers) > len(shown):
-        title += f"; {len(shown)} of {len(speakers)} speakers shown, worst first"
-    figure.suptitle(title, fontsize=11)
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(temp, format="png")
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-# --------------------------------------------------------------------------- files
-
-
-def save_comparison(comparison: Comparison, destination_dir: str | Path,
-                    max_rows: int = 10) -> list[Path]:
-    """Write compare.png, compare.json, compare.md (and before.json / after.json when the
-    full reports are known) into ``destination_dir``, each atomically; return the paths.
-
-    Sets ``comparison.plot`` so that the markdown links the chart. The profile's domain
-    picture (``meta["domain picture"]``, drawn by ``adapt --plot``), when it still exists,
-    is copied beside them as domain.png and linked too.
-    """
-    folder = Path(destination_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    # The charts first: the markdown links them only once they exist.
-    written = [plot_comparison(comparison, folder / COMPARE_PNG)]
-    comparison.plot = COMPARE_PNG
-    source = comparison.meta.get("domain picture")
-    if source and Path(source).is_file():
-        written.append(copy_file_atomic(Path(source), folder / DOMAIN_PNG))
-        comparison.domain_plot = DOMAIN_PNG
-    for name, text in ((COMPARE_JSON, comparison.to_json() + "\n"),
-                       (COMPARE_MD, comparison.to_markdown(max_rows))):
-        write_text_atomic(folder / name, text)
-        written.append(folder / name)
-    for name, report in ((BEFORE_JSON, comparison.before), (AFTER_JSON, comparison.after)):
-        if report is not None:
-            write_text_atomic(folder / name, report.to_json() + "\n")
-            written.append(folder / name)
-    return written
-
-
-# --------------------------------------------------------------------------- a profile
-
-
-def compare_profile(profile_name: str, utterances: Sequence[Utterance],
-                    options: TranscribeOptions | None = None,
-                    device: str = "auto", progress: bool = False,
-                    meta: dict[str, Any] | None = None) -> Comparison:
-    """Evaluate ``utterances`` with the profile's base model, then with its adapter.
-
-    The base model is loaded once: evaluated as it is, then the adapter is applied to it
-    in place and it is evaluated again. ``options`` is a
-    :class:`~asr_adapt.transcribe.TranscribeOptions`; ``meta`` adds to what is recorded
-    (profile, base model, adapter, device, options).
-    """
-    # Imported here: they pull in torch and transformers.
-    from asr_adapt.report.evaluate import evaluate_manifest
-    from asr_adapt.models.loading import resolve_model
-    from asr_adapt.profiles.personal import apply_adapter, check_base_matches, require_adapter
-    from asr_adapt.profiles.profile import Profile
-    from asr_adapt.models.options import TranscribeOptions
-
-    options = options or TranscribeOptions()
-    profile = Profile.open(profile_name)
-    info = profile.info
-    require_adapter(profile)  # checked before the (slow) model load
-    loaded = resolve_model(info.base_model, device=device)
-    check_base_matches(profile, loaded)
-    before = evaluate_manifest(loaded, utterances, options, progress=progress)
-    apply_adapter(loaded, profile)
-    after = evaluate_manifest(loaded, utterances, options, progress=progress)
-    record = {"profile": profile.name, "base_model": info.base_model,
-              "adapter": str(profile.adapter_dir),
-              "adapter_version": profile.adapter_dir.name, "device": str(loaded.placement),
-              **adaptation_facts(info.metrics),
-              # The options as decoded (the beam resolved for this model), not as asked.
-              "options": before.meta.get("options", asdict(options)),
-              "encoder_window_read": {"before": before.meta.get("encoder_window_read"),
-                                      "after": after.meta.get("encoder_window_read")},
-              **(meta or {})}
-    return compare_reports(before, after, meta=record)
-
-
-def adaptation_facts(metrics: dict[str, Any]) -> dict[str, Any]:
-    """What the profile's adapter was trained with that a reader of the comparison needs:
-    whether domain confusion was on, on how much unlabeled audio, how well the domain head
-    told the domains apart at the end (50% = fooled), the linear probe's accuracy before
-    and after, the picture's path (``adapt --plot``), and what self-training kept."""
-    facts: dict[str, Any] = {}
-    if not metrics:
-        return facts
-    if metrics.get("domain_confusion"):
-        accuracy = metrics.get("domain_accuracy")
-        head = "" if accuracy is None else f", domain head {100 * accuracy:.0f}% accurate at the end (50% = fooled)"
-        diverged = f"; diverged: {metrics['domain_diverged']}" if metrics.get("domain_diverged") else ""
-        facts["domain confusion"] = f"on, {metrics.get('unlabeled_minutes', 0)} min of unlabeled audio{head}{diverged}"
-    elif "domain_confusion" in metrics:
-        facts["domain confusion"] = "off"
-    projection = metrics.get("domain_projection") or {}
-    if projection.get("probe_accuracy_before") is not None:
-        facts["labeled vs unlabeled, linear probe"] = (
-            f"{100 * projection['probe_accuracy_before']:.0f}% before -> "
-            f"{100 * projection['probe_accuracy_after']:.0f}% after (50% = indistinguishable)")
-    if metrics.get("domain_plot"):
-        facts["domain picture"] = metrics["domain_plot"]
-    st = metrics.get("self_training")
-    if st:
-        rounds = (f"held-out WER {100 * st['round_one_heldout_wer']:.1f}% after round one"
-                  + (f", {100 * st['round_two_heldout_wer']:.1f}% after round two"
-                     if st.get("round_two_heldout_wer") is not None else ""))
-        facts["self-training"] = (f"{st['kept']} of {st['pieces']} unlabeled pieces pseudo-labelled and kept "
-                                  f"({st['kept_minutes']} min); {rounds}; round {st['kept_round']} kept")
-    return facts
-
-
-__all__ = ["Comparison", "CompareError", "SpeakerChange", "UtteranceChange", "compare_profile",
-           "adaptation_facts", "compare_reports", "plot_comparison", "relative_reduction", "save_comparison"]
+__all__ = ["Comparison", "CompareError", "SpeakerChange", "UtteranceChange", "compare_reports",
+           "relative_reduction"]

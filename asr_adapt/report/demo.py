@@ -1,4 +1,5 @@
-"""The end-to-end demo on the shipped sample speaker: baseline, adaptation, comparison."""
+"""The end-to-end demo on the shipped sample speaker: baseline, adaptation, comparison,
+and the short summary ``asr-adapt demo`` ends with (the full report goes to files)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr_adapt.core.samples import SAMPLES_DIR
-from asr_adapt.core.errors import AsrAdaptError
 from asr_adapt.adapt.lora import LoraSettings
+from asr_adapt.adapt.options import TrainOptions
+from asr_adapt.core.errors import AsrAdaptError
+from asr_adapt.core.samples import SAMPLES_DIR
 from asr_adapt.data.manifest import read_manifest
-from asr_adapt.adapt.training import TrainOptions
+from asr_adapt.report.compare import Comparison
+from asr_adapt.report.compare_files import COMPARE_JSON, COMPARE_MD
+from asr_adapt.report.markdown import describe_reduction
 
 DEMO_PROFILE = "sample-speaker"
 
 
 @dataclass
 class DemoResult:
-    comparison: object        # compare.Comparison
-    adaptation: object        # adaptation.AdaptReport
+    """What :func:`run_demo` did: the comparison, the adaptation run, the files written."""
+
+    comparison: Comparison
+    adaptation: object        # profiles.adaptation.AdaptReport
     written: list[Path]
     wall_seconds: float
 
@@ -32,7 +38,8 @@ def run_demo(out_dir: Path, samples: Path = SAMPLES_DIR, model: str = "whisper-t
     The profile ``sample-speaker`` is (re)created; the before/after report goes to ``out_dir``.
     """
     from asr_adapt.profiles.adaptation import adapt_profile
-    from asr_adapt.report.compare import compare_profile, save_comparison
+    from asr_adapt.report.profile_compare import compare_profile
+    from asr_adapt.report.compare_files import save_comparison
     from asr_adapt.models.loading import resolve_model
     from asr_adapt.profiles.profile import Profile
 
@@ -62,3 +69,29 @@ def run_demo(out_dir: Path, samples: Path = SAMPLES_DIR, model: str = "whisper-t
     written = save_comparison(comparison, out_dir)
     return DemoResult(comparison=comparison, adaptation=adaptation, written=written,
                       wall_seconds=round(time.perf_counter() - started, 1))
+
+
+def demo_summary(result: DemoResult, out_dir: Path) -> list[str]:
+    """The few lines the demo ends with: WER before -> after (and the relative change), how
+    many test utterances got better or worse, and where the report and the chart are.
+
+    The per-speaker and per-utterance tables stay in the report files: a terminal is no
+    place for them.
+    """
+    c = result.comparison
+    out_dir = Path(out_dir)
+    lines = [f"WER on held-out sample speech: {_percent(c.wer_before)} -> {_percent(c.wer_after)} "
+             f"({describe_reduction(c.wer_relative_reduction)})",
+             f"utterances: {c.fixed} fixed (fewer word errors), {c.broken} broken (more), "
+             f"{c.unchanged} unchanged, of {c.n_utterances}",
+             f"report: {out_dir / COMPARE_MD} (per speaker and per utterance; data in {COMPARE_JSON})"]
+    if c.plot:
+        lines.append(f"plot: {out_dir / c.plot}")
+    if c.domain_plot:
+        lines.append(f"domain picture: {out_dir / c.domain_plot}")
+    lines.append(f"demo took {result.wall_seconds:.0f} s")
+    return lines
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
