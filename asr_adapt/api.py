@@ -20,7 +20,7 @@ from pathlib import Path
 
 from asr_adapt.adapt.domain import DomainOptions
 from asr_adapt.adapt.lora import LoraSettings
-from asr_adapt.adapt.training import TrainOptions, TrainingError
+from asr_adapt.adapt.options import TrainOptions, TrainingError
 from asr_adapt.data.manifest import Utterance
 from asr_adapt.data.importers import load_any
 from asr_adapt.models.base import LoadedModel

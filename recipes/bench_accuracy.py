@@ -169,7 +169,8 @@ class Bench:
         from asr_adapt.adapt.lora import LoraSettings
         from asr_adapt.data.manifest import summarize
         from asr_adapt.models.loading import resolve_model
-        from asr_adapt.adapt.training import TrainOptions, train_adapter
+        from asr_adapt.adapt.options import TrainOptions
+        from asr_adapt.adapt.training import train_adapter
 
         if self.tag:
             key = f"{key}/{self.tag}"

@@ -41,7 +41,8 @@ def run_variant(name: str, epochs: int, seed: int) -> dict:
     from asr_adapt.adapt.lora import LoraSettings
     from asr_adapt.data.manifest import read_manifest
     from asr_adapt.models.loading import resolve_model
-    from asr_adapt.adapt.training import TrainOptions, train_adapter
+    from asr_adapt.adapt.options import TrainOptions
+    from asr_adapt.adapt.training import train_adapter
     from asr_adapt.models.transcriber import Transcriber
 
     import torch

@@ -86,7 +86,8 @@ def run_model(name: str, steps: int, device: str, folder: Path, pack_seconds: fl
     from asr_adapt.adapt.lora import LoraSettings, attach_lora, count_parameters
     from asr_adapt.data.manifest import read_manifest
     from asr_adapt.models.loading import resolve_model
-    from asr_adapt.adapt.training import TrainOptions, pack_windows
+    from asr_adapt.adapt.options import TrainOptions
+    from asr_adapt.adapt.examples import pack_windows
     from asr_adapt.models.base import Example
 
     model_ref = str(build_wav2vec2_base(folder)) if name == "wav2vec2-base-random" else name

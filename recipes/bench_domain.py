@@ -126,7 +126,8 @@ def run_one(part: str, data: dict, variant: str, seed: int, epochs: int, dc: dic
     from asr_adapt.adapt.domain import DomainOptions
     from asr_adapt.adapt.lora import LoraSettings
     from asr_adapt.models.loading import resolve_model
-    from asr_adapt.adapt.training import TrainOptions, train_adapter
+    from asr_adapt.adapt.options import TrainOptions
+    from asr_adapt.adapt.training import train_adapter
 
     loaded = resolve_model("whisper-tiny.en", device="cpu", dtype="float32")
     options = TrainOptions(**{"epochs": epochs, "seed": seed, **(train or {})})

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from asr_adapt.adapt import training
 from asr_adapt.audio.augment import SpecAugment, speed_perturb
 from asr_adapt.core.errors import OptionsError
 from asr_adapt.adapt.lora import LoraSettings
 from asr_adapt.models.loading import resolve_model
-from asr_adapt.adapt.training import TrainOptions, train_adapter
+from asr_adapt.models.whisper.batcher import WhisperBatcher
+from asr_adapt.adapt.options import TrainOptions
+from asr_adapt.adapt.training import train_adapter
 from conftest import sine
 from test_training import _tiny_utterances
 
@@ -68,13 +69,13 @@ def test_speed_factors_are_validated(bad):
 def test_training_augments_what_it_trains_on_and_judges_the_real_audio(tiny_whisper_dir, tmp_path, monkeypatch):
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     seen = {"train": [], "judge": []}
-    real_features = training._Batcher.features
+    real_features = WhisperBatcher.features
 
     def watching_features(self, windows):
         seen["train" if self.augment is not None else "judge"].append(sum(len(w.audio) for w in windows))
         return real_features(self, windows)
 
-    monkeypatch.setattr(training._Batcher, "features", watching_features)
+    monkeypatch.setattr(WhisperBatcher, "features", watching_features)
     options = TrainOptions(epochs=2, pack_seconds=0, min_heldout=2, spec_augment=True,
                            speed_factors=[0.8], learning_rate=1e-2)
     _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
@@ -89,9 +90,9 @@ def test_training_augments_what_it_trains_on_and_judges_the_real_audio(tiny_whis
 
 def test_an_utterance_never_grows_past_the_window_by_slowing_down():
     from asr_adapt.models.base import Example
-    from asr_adapt.adapt.training import _perturbed
+    from asr_adapt.adapt.examples import perturbed
 
     long = Example(sine(28.0), "long")
     short = Example(sine(3.0), "short")
-    assert _perturbed(long, 0.9) is long
-    assert len(_perturbed(short, 0.9).audio) == pytest.approx(3.0 / 0.9 * 16000, abs=2)
+    assert perturbed(long, 0.9) is long
+    assert len(perturbed(short, 0.9).audio) == pytest.approx(3.0 / 0.9 * 16000, abs=2)

@@ -82,7 +82,7 @@ def test_closed_loop_kept_audio_and_folder_adapter_loads_with_plain_peft(capsys,
     from peft import PeftModel
     from transformers import WhisperForConditionalGeneration
 
-    from asr_adapt.adapt.training import TrainResult
+    from asr_adapt.adapt.options import TrainResult
 
     profile = _enrolled(capsys, tmp_path, tiny_whisper_dir)
     profile.add_unlabeled_audio(sine(6.0, freq=300), source="live")  # what live --keep-audio keeps
@@ -120,7 +120,7 @@ def test_closed_loop_kept_audio_and_folder_adapter_loads_with_plain_peft(capsys,
 
 def test_divergence_is_reported_and_a_better_adapter_kept(capsys, tmp_path, tiny_whisper_dir, monkeypatch):
     from asr_adapt.profiles import adaptation
-    from asr_adapt.adapt.training import TrainResult
+    from asr_adapt.adapt.options import TrainResult
 
     profile = _enrolled(capsys, tmp_path, tiny_whisper_dir)
     monkeypatch.setattr(TrainResult, "improved", property(lambda self: True))
@@ -177,7 +177,7 @@ def test_self_training_runs_two_rounds_and_records_them(capsys, tmp_path, tiny_w
     import json
 
     from asr_adapt.profiles import adaptation
-    from asr_adapt.adapt.training import TrainResult
+    from asr_adapt.adapt.options import TrainResult
 
     profile = _enrolled(capsys, tmp_path, tiny_whisper_dir)
     monkeypatch.setattr(TrainResult, "improved", property(lambda self: True))

@@ -166,7 +166,7 @@ def test_disk_full_while_saving_keeps_the_previous_adapter(capsys, monkeypatch, 
 
     import peft.peft_model
 
-    from asr_adapt.adapt.training import TrainResult
+    from asr_adapt.adapt.options import TrainResult
 
     manifest = _manifest(tmp_path)
     run_cli(capsys, "enroll", "solo", "--from", manifest, "--model", tiny_whisper_dir, "--no-train")

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr_adapt.adapt import training
+from asr_adapt.adapt import confusion, training
 from asr_adapt.adapt.domain import (
     DomainClassifier, DomainOptions, GradientReversal, domain_loss, grl_lambda, pool_states, reverse_gradient,
 )
@@ -18,7 +18,8 @@ from asr_adapt.core.errors import OptionsError
 from asr_adapt.adapt.lora import LoraSettings
 from asr_adapt.data.manifest import Utterance
 from asr_adapt.models.loading import resolve_model
-from asr_adapt.adapt.training import TrainOptions, TrainingError, train_adapter
+from asr_adapt.adapt.options import TrainOptions, TrainingError
+from asr_adapt.adapt.training import train_adapter
 
 
 @pytest.mark.parametrize("lambda_", [0.0, 0.3, 1.0, 2.5])
@@ -183,10 +184,10 @@ def test_plain_training_records_no_domain_fields(tiny_whisper_dir, tmp_path, mon
 @pytest.mark.parametrize("scale,reason", [(10.0, "domain loss .* above 3"), (float("nan"), "non-finite loss")])
 def test_runaway_domain_loss_is_detected_and_best_state_kept(tiny_whisper_dir, tmp_path, monkeypatch, scale, reason):
     monkeypatch.setattr(training, "heldout_wer", lambda *a, **k: 0.5)
-    real = training.domain_loss
+    real = confusion.domain_loss
     # A runaway game, simulated: the loss the head reports is far above chance (or NaN).
-    monkeypatch.setattr(training, "domain_loss", lambda logits, domains: (real(logits, domains)[0] * scale,
-                                                                        real(logits, domains)[1]))
+    monkeypatch.setattr(confusion, "domain_loss", lambda logits, domains: (real(logits, domains)[0] * scale,
+                                                                         real(logits, domains)[1]))
     loaded = _sensitive_tiny_model(tiny_whisper_dir)
     options = TrainOptions(epochs=3, learning_rate=3e-2, batch_size=2, pack_seconds=0, min_heldout=2)
     domain = DomainOptions(enabled=True, weight=1.0, hidden_size=16, min_unlabeled_seconds=1.0)
@@ -233,7 +234,7 @@ def test_balanced_domain_gradient_is_a_set_share_of_the_task_gradient():
     import torch
 
     from asr_adapt.adapt.domain import reverse_gradient
-    from asr_adapt.adapt.training import _balanced_backward
+    from asr_adapt.adapt.confusion import balanced_backward
 
     torch.manual_seed(0)
     shared = torch.nn.Parameter(torch.randn(4, 3))      # an encoder adapter: both losses reach it
@@ -249,7 +250,7 @@ def test_balanced_domain_gradient_is_a_set_share_of_the_task_gradient():
     head_grad = torch.autograd.grad(dloss, head, retain_graph=True)[0]
     decoder_grad = torch.autograd.grad(task, decoder_only, retain_graph=True)[0]
 
-    _balanced_backward(task, dloss, [shared, decoder_only], [head], weight=0.3, lambda_=lambda_)
+    balanced_backward(task, dloss, [shared, decoder_only], [head], weight=0.3, lambda_=lambda_)
     added = shared.grad - task_grad
     assert torch.allclose(added.norm(), 0.3 * lambda_ * task_grad.norm(), rtol=1e-4)
     # the reversed direction is kept: against the head's own gradient

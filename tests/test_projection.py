@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from asr_adapt.adapt.lora import LoraSettings, attach_lora
+from asr_adapt.adapt.lora import LoraSettings
+from asr_adapt.adapt.attach import attach_lora
 from asr_adapt.models.loading import resolve_model
 from asr_adapt.adapt.projection import domain_projection, pca_2d, plot_projection, pooled_states, probe_accuracy
 from conftest import sine

@@ -79,7 +79,8 @@ def test_pseudo_labels_are_trained_on_but_never_held_out(tiny_whisper_dir, monke
     from asr_adapt.adapt import training
     from asr_adapt.adapt.lora import LoraSettings
     from asr_adapt.data.manifest import Utterance
-    from asr_adapt.adapt.training import TrainOptions, train_adapter
+    from asr_adapt.adapt.options import TrainOptions
+    from asr_adapt.adapt.training import train_adapter
 
     import soundfile as sf
 

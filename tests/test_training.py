@@ -12,14 +12,18 @@ import soundfile as sf
 import torch
 
 from asr_adapt.core.errors import OptionsError
-from asr_adapt.adapt.lora import LoraSettings, attach_lora
+from asr_adapt.adapt.lora import LoraSettings
+from asr_adapt.adapt.attach import attach_lora
 from asr_adapt.data.manifest import Utterance
 from asr_adapt.models.loading import resolve_model
 from asr_adapt.adapt import training
 from asr_adapt.models.whisper.text_style import to_whisper_style
-from asr_adapt.adapt.training import TrainOptions, TrainingError, pack_windows, split_heldout, train_adapter
+from asr_adapt.adapt.options import TrainOptions, TrainingError
+from asr_adapt.adapt.examples import pack_windows, split_heldout
+from asr_adapt.adapt.training import train_adapter
 from asr_adapt.models.base import Example
-from asr_adapt.models.whisper.batcher import _Batcher
+from asr_adapt.models.whisper.backend import WhisperBackend
+from asr_adapt.models.whisper.batcher import WhisperBatcher
 from conftest import sine
 
 
@@ -129,7 +133,7 @@ def test_lora_lands_where_asked(tiny_whisper_dir, where, expect_encoder, expect_
 
 def test_teacher_forcing_targets(tiny_whisper_dir):
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
-    batcher = _Batcher(loaded)
+    batcher = WhisperBatcher(loaded)
     batch = batcher([Example(sine(1.0), "Hello there."), Example(sine(2.0), "Hi.")])
     tokenizer = loaded.processor.tokenizer
     first_inputs = batch["decoder_input_ids"][0].tolist()
@@ -284,12 +288,13 @@ def test_selection_last_trains_every_epoch_and_keeps_the_last(tiny_whisper_dir, 
 
 
 def test_heldout_loss_is_the_mean_token_loss(tiny_whisper_dir, tmp_path):
-    from asr_adapt.models.whisper.batcher import _Batcher
-    from asr_adapt.adapt.training import _load_examples, heldout_loss
+    from asr_adapt.models.whisper.batcher import WhisperBatcher
+    from asr_adapt.adapt.examples import load_examples
+    from asr_adapt.adapt.heldout import heldout_loss
 
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
-    examples = _load_examples(_tiny_utterances(tmp_path)[:3])
-    batcher = _Batcher(loaded)
+    batcher = WhisperBatcher(loaded)
+    examples = load_examples(_tiny_utterances(tmp_path)[:3], batcher.target_text)
     together = heldout_loss(loaded.model, batcher, examples, 3, contextlib.nullcontext())
     one_by_one = heldout_loss(loaded.model, batcher, examples, 1, contextlib.nullcontext())
     assert together == pytest.approx(one_by_one, rel=1e-4) and together > 0
@@ -299,7 +304,7 @@ def test_epoch_plan_without_short_windows_is_the_packing_as_before():
     examples = _examples([4, 7, 3, 9, 12, 5, 2, 6])
     options = TrainOptions(pack_seconds=20, batch_size=2)
     windows = pack_windows(examples, options, random.Random(5))
-    from asr_adapt.adapt.training import plan_epoch
+    from asr_adapt.adapt.examples import plan_epoch
 
     plan = plan_epoch(examples, options, random.Random(5))
     assert [w.text for batch, _ in plan for w in batch] == [w.text for w in windows]
@@ -307,11 +312,11 @@ def test_epoch_plan_without_short_windows_is_the_packing_as_before():
 
 
 def test_epoch_plan_with_short_windows_keeps_every_utterance_once_and_each_step_affordable():
-    from asr_adapt.adapt.training import plan_epoch
+    from asr_adapt.adapt.examples import plan_epoch
 
     examples = _examples([4, 7, 3, 9, 12, 5, 2, 6, 3.5, 8, 1, 2.5])
     options = TrainOptions(pack_seconds=20, batch_size=2)
-    plan = plan_epoch(examples, options, random.Random(0), short_share=0.5)
+    plan = plan_epoch(examples, options, random.Random(0), short_share=0.5, backend=WhisperBackend())
     texts = [t for batch, _ in plan for w in batch for t in w.text.split()]
     assert sorted(texts) == sorted(e.text for e in examples)
     short = [(batch, frames) for batch, frames in plan if frames is not None]
@@ -325,7 +330,7 @@ def test_epoch_plan_with_short_windows_keeps_every_utterance_once_and_each_step_
 def test_short_window_training_reaches_the_encoder_adapters_and_is_recorded(tiny_whisper_dir, tmp_path):
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     peft_model = attach_lora(loaded.model, LoraSettings(rank=2))
-    batcher = _Batcher(loaded)
+    batcher = WhisperBatcher(loaded)
     windows = [Example(sine(1.5), "Hello there."), Example(sine(2.5), "Hi.")]
     full = batcher(windows)
     short = batcher(windows, 400)

@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, replace
 
 from asr_adapt.core.errors import OptionsError
 from asr_adapt.models.lora_targets import KNOWN_TARGETS, PLACES, WHISPER_TARGETS
-from asr_adapt.models.whisper.lora import whisper_lora_regex
 
 #: ``where="auto"``: the encoder for one speaker, both halves for a group (measured, see
 #: :attr:`LoraSettings.where`).
@@ -56,11 +55,6 @@ class LoraSettings:
         if self.where != AUTO:
             return self
         return replace(self, where="encoder" if speakers <= 1 else "both")
-
-    def target_regex(self) -> str:
-        """A full-match pattern over Whisper's module names (PEFT ``target_modules``); other
-        families: ``Backend.lora_target_regex``."""
-        return whisper_lora_regex(self.targets, self.where)
 
     def to_dict(self) -> dict:
         data = asdict(self)

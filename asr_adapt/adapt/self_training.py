@@ -98,7 +98,7 @@ class PseudoLabels:
         return [label for label in self.labels if label.kept]
 
     def pairs(self) -> list[tuple[np.ndarray, str]]:
-        """(audio, text) of the kept pseudo-labels, for :func:`~asr_adapt.training.train_adapter`."""
+        """(audio, text) of the kept pseudo-labels, for :func:`~asr_adapt.adapt.training.train_adapter`."""
         return list(zip(self.kept_audio, (label.text for label in self.kept)))
 
     def summary(self) -> dict:
@@ -115,7 +115,7 @@ class PseudoLabels:
 
 
 def round_two_wins(first, second) -> bool:
-    """Whether self-training's second round (a :class:`~asr_adapt.training.TrainResult`) is
+    """Whether self-training's second round (a :class:`~asr_adapt.adapt.options.TrainResult`) is
     kept over the first: it beat the unadapted model and is no worse on the held-out slice.
     A tie goes to round two: it has heard more of the user's speech, and a slice of a few
     utterances often ties (speechocean762 seed 0: both 9.5%, unseen speakers 32.2% -> 26.6%)."""

@@ -76,7 +76,7 @@ def load_model_or_profile(args: argparse.Namespace):
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """LoRA and training flags, mapped 1:1 onto LoraSettings and TrainOptions."""
     from asr_adapt.adapt.lora import AUTO, PLACES, LoraSettings
-    from asr_adapt.adapt.training import TrainOptions
+    from asr_adapt.adapt.options import TrainOptions
 
     lora, train = LoraSettings(), TrainOptions()
     group = parser.add_argument_group("adaptation")
@@ -202,7 +202,7 @@ def domain_settings(args: argparse.Namespace):
 
 def training_settings(args: argparse.Namespace):
     from asr_adapt.adapt.lora import LoraSettings
-    from asr_adapt.adapt.training import TrainOptions
+    from asr_adapt.adapt.options import TrainOptions
 
     lora = LoraSettings(rank=args.rank, alpha=args.alpha, dropout=args.lora_dropout, where=args.lora_where)
     options = TrainOptions(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.train_batch_size,

@@ -54,13 +54,13 @@ def run(args) -> int:
     fresh = args.force or not (profiles_root() / args.name).is_dir()
     if domain is not None and domain.enabled and not unlabeled and not args.no_train and fresh:
         # A new profile has no kept audio yet: say so before recording or importing anything.
-        from asr_adapt.adapt.training import TrainingError
+        from asr_adapt.adapt.options import TrainingError
 
         raise TrainingError(f"domain confusion needs the user's unlabeled audio and a new profile has none: "
                             f"pass --unlabeled PATH, or enroll first and later run asr-adapt live --profile "
                             f"{args.name} --keep-audio, then asr-adapt adapt {args.name} --domain-confusion")
     if self_train is not None and not unlabeled and not args.no_train and fresh:
-        from asr_adapt.adapt.training import TrainingError
+        from asr_adapt.adapt.options import TrainingError
 
         raise TrainingError(f"self-training needs the user's unlabeled audio and a new profile has none: "
                             f"pass --unlabeled PATH, or enroll first and later run asr-adapt live --profile "
@@ -108,7 +108,7 @@ def _import(args):
     from asr_adapt.data.manifest import summarize
     from asr_adapt.models.loading import resolve_model
     from asr_adapt.profiles.profile import Profile
-    from asr_adapt.adapt.training import TrainingError
+    from asr_adapt.adapt.options import TrainingError
 
     utterances = load_any(args.source, require_text=True)
     if len(utterances) < 8:

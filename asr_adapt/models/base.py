@@ -84,6 +84,16 @@ class Backend(ABC):
     def prepare_for_training(self, model: Any) -> None:
         """Called once LoRA is attached, before the first step (default: nothing to do)."""
 
+    #: Feature frames of the fixed window the encoder reads (Whisper: 30 s, 3000 frames), or
+    #: None where the model reads the audio as it is (CTC): training then has no short
+    #: windows to plan (``TrainOptions.short_window_share``).
+    full_window_frames: int | None = None
+
+    def short_window_frames(self, samples: int, min_seconds: float) -> int:
+        """Feature frames of a shortened window holding ``samples`` of audio (at least
+        ``min_seconds``, at most ``full_window_frames``); families with a fixed window only."""
+        raise NotImplementedError(f"{self.name} models read no fixed window to shorten")
+
     # ------------------------------------------------------------------ encoder states
     @abstractmethod
     def hidden_size(self, config: Any) -> int:

@@ -23,7 +23,8 @@ from asr_adapt.models.loading import resolve_model
 from asr_adapt.profiles.personal import check_base_matches
 from asr_adapt.profiles.profile import Profile
 from asr_adapt.adapt.self_training import PseudoLabels, SelfTrainOptions, pseudo_label, round_two_wins
-from asr_adapt.adapt.training import TrainOptions, TrainResult, TrainingError, train_adapter
+from asr_adapt.adapt.options import TrainOptions, TrainResult, TrainingError
+from asr_adapt.adapt.training import train_adapter
 from asr_adapt.models.transcriber import Transcriber
 from asr_adapt.models.options import TranscribeOptions
 from asr_adapt.core.samples import GENERIC_MANIFEST

@@ -10,7 +10,8 @@ from asr_adapt.core.errors import ModelError
 from asr_adapt.models.base import Backend
 from asr_adapt.models.whisper.batcher import WhisperBatcher
 from asr_adapt.models.whisper.decode import whisper_decode
-from asr_adapt.models.whisper.encoder_window import frame_mask
+from asr_adapt.models.whisper.constants import FULL_WINDOW_FRAMES
+from asr_adapt.models.whisper.encoder_window import frame_mask, window_frames
 from asr_adapt.models.whisper.lora import whisper_lora_regex
 from asr_adapt.models.whisper.stream_decoder import WhisperDecoder
 
@@ -45,6 +46,12 @@ class WhisperBackend(Backend):
 
     def batcher(self, loaded):
         return WhisperBatcher(loaded)
+
+    #: Whisper reads fixed 30 s windows, which training may shorten (``plan_epoch``).
+    full_window_frames = FULL_WINDOW_FRAMES
+
+    def short_window_frames(self, samples, min_seconds):
+        return window_frames(samples, min_seconds, FULL_WINDOW_FRAMES)
 
     def hidden_size(self, config):
         return int(config.d_model)

@@ -41,9 +41,6 @@ class WhisperBatcher:
             return "is longer than Whisper's decoder allows"
         return None
 
-    #: Whisper reads fixed 30 s windows, which training may shorten (:func:`plan_epoch`).
-    fixed_window = True
-
     def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean cross-entropy per target token (teacher forcing); over a short encoder window
         when the batch says so (``encoder_frames``)."""

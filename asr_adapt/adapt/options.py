@@ -1,0 +1,165 @@
+"""What training takes and gives: its options (validated in one place), the record of each
+epoch, the result, and the error for enrollments that cannot train an adapter.
+
+Importing this module loads no torch: the CLI and stored profiles read these types without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from asr_adapt.core.errors import AsrAdaptError, OptionsError
+
+
+class TrainingError(AsrAdaptError):
+    """Enrollment data that cannot train an adapter (too little, no text, too long)."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to train. Validated here, once."""
+
+    epochs: int = 8
+    learning_rate: float = 1e-3
+    #: 30-second windows per optimizer step.
+    batch_size: int = 2
+    #: Pack utterances into windows of at most this many seconds (0: one per window).
+    pack_seconds: float = 28.0
+    #: Silence between packed utterances, in seconds.
+    pack_gap: float = 0.4
+    heldout_fraction: float = 0.1
+    min_heldout: int = 3
+    max_heldout: int = 24
+    #: Stop after this many epochs without a better held-out result...
+    patience: int = 3
+    #: ...but never before this many epochs: a held-out slice of a few minutes holds a
+    #: handful of utterances, and the first epochs (still warming up) judge noisily. With
+    #: an earlier stop (patience 2, no minimum), 1 of 3 seeds on the sample speaker and a
+    #: speechocean group stopped before adaptation had a chance to help.
+    min_epochs: int = 4
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    #: Fewest labeled utterances we accept: fewer cannot fit and check an adapter.
+    min_utterances: int = 8
+    #: Stop once this many minutes have passed (None: no limit).
+    time_budget_minutes: float | None = None
+    #: Groups (3 or more speakers): hold out utterances of one whole speaker (seeded, at most
+    #: ``max_heldout``) instead of a random slice, so that epochs are judged on a voice the
+    #: adapter never heard, as a group profile is used.
+    heldout_speaker: bool = False
+    #: Which epoch's adapter is kept: "heldout" (the best on the held-out slice, with early
+    #: stopping) or "last" (train every epoch and keep the last: for when the held-out slice
+    #: cannot judge what matters, e.g. domain confusion aimed at another domain than the
+    #: labeled one). The held-out WER is measured and reported either way.
+    selection: str = "heldout"
+    #: Speed perturbation: every epoch, each training utterance is played at a speed drawn
+    #: from these factors (e.g. (0.9, 1.0, 1.1)); empty: off.
+    speed_factors: tuple[float, ...] = ()
+    #: SpecAugment frequency and time masks on Whisper's input features while training.
+    #: (wav2vec2-family models mask their own hidden states in training, as their config says.)
+    spec_augment: bool = False
+    #: Share of the training utterances that each epoch sees alone in a short encoder window
+    #: (the utterance plus 1 s, at least 4 s) instead of packed into a 30 s window. Live
+    #: transcription reads short windows (4x cheaper steps) with adapters trained on short
+    #: windows only (share 1.0, the default); an adapter that never saw them fails there, and
+    #: one that saw both reads best in 30 s windows (BENCHMARKS.md). Offline accuracy was the
+    #: same with 1.0 as with 0.0 on the sample speaker (3 seeds). Whisper only; 0 with domain
+    #: confusion (its labeled and unlabeled windows share one encoder pass).
+    short_window_share: float = 1.0
+
+    def __post_init__(self) -> None:
+        # JSON and the CLI give lists; the options are frozen in the result as given.
+        if isinstance(self.speed_factors, (list, tuple)):
+            object.__setattr__(self, "speed_factors", tuple(
+                float(f) if isinstance(f, (int, float)) and not isinstance(f, bool) else f for f in self.speed_factors))
+        checks = [
+            (isinstance(self.speed_factors, tuple), "speed factors must be a list of numbers"),
+            (0 <= self.short_window_share <= 1, f"short window share must be 0-1, got {self.short_window_share!r}"),
+            (isinstance(self.epochs, int) and 1 <= self.epochs <= 200, f"epochs must be 1-200, got {self.epochs!r}"),
+            (0 < self.learning_rate < 1, f"learning rate must be in (0, 1), got {self.learning_rate!r}"),
+            (isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size!r}"),
+            (self.pack_seconds == 0 or 5 <= self.pack_seconds <= 30, f"pack seconds must be 0 or 5-30, got {self.pack_seconds!r}"),
+            (0 <= self.pack_gap <= 2, f"pack gap must be 0-2 s, got {self.pack_gap!r}"),
+            (0 < self.heldout_fraction < 0.5, f"held-out fraction must be in (0, 0.5), got {self.heldout_fraction!r}"),
+            (1 <= self.min_heldout <= self.max_heldout, "held-out bounds must satisfy 1 <= min <= max"),
+            (self.patience >= 1, f"patience must be >= 1, got {self.patience!r}"),
+            (isinstance(self.min_epochs, int) and self.min_epochs >= 1,
+             f"min epochs must be >= 1, got {self.min_epochs!r}"),
+            (0 <= self.warmup_fraction < 1, f"warmup fraction must be in [0, 1), got {self.warmup_fraction!r}"),
+            (self.min_utterances >= 2, "min utterances must be >= 2"),
+            (self.time_budget_minutes is None or self.time_budget_minutes > 0, "time budget must be positive"),
+            (self.selection in ("heldout", "last"), f"selection must be heldout or last, got {self.selection!r}"),
+            (all(isinstance(f, float) and 0.5 <= f <= 2 for f in self.speed_factors),
+             f"speed factors must be between 0.5 and 2, got {list(self.speed_factors)!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise OptionsError(message)
+
+
+@dataclass
+class EpochRecord:
+    """One epoch's figures: its mean training loss and how it judged on the held-out slice
+    (epoch 0: the unadapted model, which trains nothing)."""
+
+    epoch: int
+    train_loss: float | None
+    heldout_wer: float
+    seconds: float
+    #: Teacher-forced loss on the held-out windows: breaks ties between equal WERs.
+    heldout_loss: float | None = None
+    #: Domain confusion only: the head's mean loss and accuracy over the epoch's steps
+    #: (guessed before each update), and the reversal strength at the epoch's end.
+    domain_loss: float | None = None
+    domain_accuracy: float | None = None
+    grl_lambda: float | None = None
+
+
+@dataclass
+class TrainResult:
+    """What training did, for the profile's metrics and the user's report."""
+
+    baseline_heldout_wer: float
+    best_heldout_wer: float
+    best_epoch: int                 # 0 = the unadapted model was best
+    epochs_run: int
+    stopped_early: bool
+    train_utterances: int
+    heldout_utterances: int
+    train_seconds_of_audio: float
+    windows_per_epoch: int
+    trainable_parameters: int
+    total_parameters: int
+    wall_seconds: float
+    peak_memory_mb: float | None
+    lora: dict
+    options: dict
+    history: list[EpochRecord] = field(default_factory=list)
+    #: Domain confusion settings (None: off) and what it saw and did.
+    domain: dict | None = None
+    unlabeled_pieces: int = 0
+    unlabeled_seconds_of_audio: float = 0.0
+    #: Self-training: pseudo-labelled pieces trained on besides the enrollment.
+    pseudo_labeled_pieces: int = 0
+    pseudo_labeled_seconds_of_audio: float = 0.0
+    #: The domain head's accuracy in the last epoch run (0.5 = fully confused).
+    final_domain_accuracy: float | None = None
+    #: Why training stopped on a runaway loss, or None.
+    diverged: str | None = None
+
+    @property
+    def improved(self) -> bool:
+        """An adapted epoch was kept: its held-out WER was no worse than the unadapted
+        model's (how the best epoch is chosen)."""
+        return self.best_epoch > 0 and self.best_heldout_wer <= self.baseline_heldout_wer
+
+    def to_dict(self) -> dict:
+        """The result as stored in a profile's metrics (with ``improved``)."""
+        data = asdict(self)
+        data["improved"] = self.improved
+        return data
+
+
+__all__ = ["EpochRecord", "TrainOptions", "TrainResult", "TrainingError"]
