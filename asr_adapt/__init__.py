@@ -5,7 +5,7 @@ The public API (see :mod:`asr_adapt.api` and README.md, "Use it from Python")::
     import asr_adapt
 
     profile = asr_adapt.enroll("alice", "recordings/alice")
-    asr_adapt.adapt(profile)
+    asr_adapt.adapt_profile(profile)
     print(asr_adapt.transcribe(["meeting.wav"], profile="alice")[0].text)
 
 Names are imported on first use (PEP 562), so ``import asr_adapt`` and ``asr-adapt --help``
@@ -22,14 +22,14 @@ __version__ = "0.1.0"
 #: The public names, all defined in :mod:`asr_adapt.api`.
 __all__ = [
     "AdaptReport", "AsrAdaptError", "Comparison", "DomainOptions", "LoadedModel", "LoraSettings", "Profile",
-    "TrainOptions", "TranscribeOptions", "Transcript", "adapt", "compare", "enroll", "load_model", "open_profile",
-    "transcribe",
+    "TrainOptions", "TranscribeOptions", "Transcript", "adapt_profile", "compare", "enroll", "load_model",
+    "open_profile", "transcribe",
 ]
 
 if TYPE_CHECKING:
     from asr_adapt.api import (
         AdaptReport, Comparison, DomainOptions, LoadedModel, LoraSettings, Profile, TrainOptions,
-        TranscribeOptions, Transcript, adapt, compare, enroll, load_model, open_profile, transcribe,
+        TranscribeOptions, Transcript, adapt_profile, compare, enroll, load_model, open_profile, transcribe,
     )
     from asr_adapt.core.errors import AsrAdaptError
 

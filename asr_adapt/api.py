@@ -6,7 +6,7 @@ program gets what ``asr-adapt`` gives a person::
     import asr_adapt
 
     profile = asr_adapt.enroll("alice", "recordings/alice")   # wav + txt pairs, a manifest or a Kaldi dir
-    report = asr_adapt.adapt(profile)                          # trains the LoRA adapter, stores it
+    report = asr_adapt.adapt_profile(profile)                  # trains the LoRA adapter, stores it
     print(asr_adapt.transcribe(["meeting.wav"], profile="alice")[0].text)
 
 Everything here is re-exported by :mod:`asr_adapt` (imported lazily there, so that
@@ -28,7 +28,8 @@ from asr_adapt.models.bundled import DEFAULT_MODEL
 from asr_adapt.models.loading import resolve_model
 from asr_adapt.models.options import TranscribeOptions
 from asr_adapt.models.transcriber import Transcriber, Transcript
-from asr_adapt.profiles.adaptation import AdaptReport, adapt_profile
+from asr_adapt.profiles import adaptation
+from asr_adapt.profiles.adaptation import AdaptReport
 from asr_adapt.profiles.personal import load_profile_model, require_adapter
 from asr_adapt.profiles.profile import Profile
 from asr_adapt.report.compare import Comparison
@@ -70,9 +71,9 @@ def enroll(name: str, recordings: str | Path, model: str = DEFAULT_MODEL, force:
     return profile
 
 
-def adapt(profile: Profile | str, lora: LoraSettings | None = None, options: TrainOptions | None = None,
-          domain: DomainOptions | None = None, unlabeled: Sequence[str | Path] = (),
-          device: str = "auto", progress: bool = False) -> AdaptReport:
+def adapt_profile(profile: Profile | str, lora: LoraSettings | None = None, options: TrainOptions | None = None,
+                  domain: DomainOptions | None = None, unlabeled: Sequence[str | Path] = (),
+                  device: str = "auto", progress: bool = False) -> AdaptReport:
     """Train the profile's LoRA adapter on its enrollment and store it in the profile.
 
     ``lora`` and ``options`` default to the measured defaults (see docs/adaptation.md);
@@ -80,8 +81,8 @@ def adapt(profile: Profile | str, lora: LoraSettings | None = None, options: Tra
     adapter beat the plain model on the held-out slice (if not, none is stored).
     """
     profile = Profile.open(profile) if isinstance(profile, str) else profile
-    return adapt_profile(profile, lora=lora, options=options, device=device, progress=progress,
-                         domain=domain, unlabeled=unlabeled)
+    return adaptation.adapt_profile(profile, lora=lora, options=options, device=device, progress=progress,
+                                    domain=domain, unlabeled=unlabeled)
 
 
 def transcribe(audio: Sequence[str | Path], profile: Profile | str | None = None, model: str | None = None,
@@ -107,5 +108,5 @@ def compare(profile: Profile | str, test: str | Path | Sequence[Utterance],
 
 __all__ = [
     "AdaptReport", "Comparison", "DomainOptions", "LoadedModel", "LoraSettings", "Profile", "TrainOptions",
-    "TranscribeOptions", "Transcript", "adapt", "compare", "enroll", "load_model", "open_profile", "transcribe",
+    "TranscribeOptions", "Transcript", "adapt_profile", "compare", "enroll", "load_model", "open_profile", "transcribe",
 ]

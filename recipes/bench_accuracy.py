@@ -48,9 +48,6 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-for path in (REPO, REPO / "recipes"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
 
 from asr_adapt.data.manifest import Utterance, read_manifest
 

@@ -35,7 +35,6 @@ VARIANTS = {
 
 def run_variant(name: str, epochs: int, seed: int) -> dict:
     """Train one variant in this process and return its measurements."""
-    sys.path.insert(0, str(REPO))
     from asr_adapt.audio.io import load_audio
     from asr_adapt.data.scoring import score
     from asr_adapt.adapt.lora import LoraSettings

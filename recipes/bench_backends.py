@@ -75,7 +75,6 @@ def _memory_mb(device) -> float:
 def run_model(name: str, steps: int, device: str, folder: Path, pack_seconds: float = 28.0,
               batch_size: int = 2) -> dict:
     """Time ``steps`` training steps (after one warm-up step) of model ``name`` in this process."""
-    sys.path.insert(0, str(REPO))
     import random
 
     import numpy as np
@@ -83,7 +82,8 @@ def run_model(name: str, steps: int, device: str, folder: Path, pack_seconds: fl
 
     from asr_adapt.audio.io import SAMPLE_RATE, load_audio
     from asr_adapt.models.ctc import VocabularyError
-    from asr_adapt.adapt.lora import LoraSettings, attach_lora, count_parameters
+    from asr_adapt.adapt.lora import LoraSettings
+    from asr_adapt.adapt.attach import attach_lora, count_parameters
     from asr_adapt.data.manifest import read_manifest
     from asr_adapt.models.loading import resolve_model
     from asr_adapt.adapt.options import TrainOptions

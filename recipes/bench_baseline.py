@@ -41,9 +41,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-for _path in (REPO, REPO / "recipes"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
 
 from speechocean_split import split_speechocean  # noqa: E402
 

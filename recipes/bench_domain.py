@@ -35,9 +35,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-for path in (REPO, REPO / "recipes"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
 
 from asr_adapt.audio.io import SAMPLE_RATE, load_audio
 from asr_adapt.data.manifest import Utterance, read_manifest

@@ -37,7 +37,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # one warning per decode otherwise
-sys.path.insert(0, str(REPO))
 
 from asr_adapt.audio.io import SAMPLE_RATE, load_audio
 from asr_adapt.data.scoring import score
@@ -166,7 +165,8 @@ def ensure_profile(home: Path, model: str, device: str, train: dict | None = Non
     os.environ["ASR_ADAPT_HOME"] = str(home)
     from asr_adapt.profiles.adaptation import adapt_profile
     from asr_adapt.models.loading import resolve_model
-    from asr_adapt.profiles.profile import Profile, ProfileError
+    from asr_adapt.profiles.profile import Profile
+    from asr_adapt.profiles.info import ProfileError
 
     try:
         if Profile.open(PROFILE).adapter_dir is not None:

@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from asr_adapt.audio.io import load_audio
 from asr_adapt.data.scoring import english_spelling_mapping, normalizer

@@ -14,7 +14,7 @@ order. Changing SEED or the counts changes every figure that uses this split: do
 
 Library use (later recipes import this module)::
 
-    from speechocean_split import split_speechocean   # with recipes/ on sys.path
+    from speechocean_split import split_speechocean   # a recipe run as a script: recipes/ is on sys.path
     parts = split_speechocean(default_data_dir())     # {"adult_eval": [Utterance, ...], ...}
 
 CLI: ``python recipes/speechocean_split.py [--data DIR] [--out out/speechocean]`` writes
@@ -30,8 +30,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a script from a checkout: import the local package
-    sys.path.insert(0, str(REPO))
 
 from asr_adapt.data.manifest import Utterance, read_manifest, summarize, write_manifest
 
