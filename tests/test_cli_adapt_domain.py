@@ -122,7 +122,7 @@ def test_divergence_is_reported_and_a_better_adapter_kept(capsys, tmp_path, tiny
     from asr_adapt.profiles import adaptation
     from asr_adapt.adapt.options import TrainResult
 
-    profile = _enrolled(capsys, tmp_path, tiny_whisper_dir)
+    _enrolled(capsys, tmp_path, tiny_whisper_dir)
     monkeypatch.setattr(TrainResult, "improved", property(lambda self: True))
     code, _, err = run_cli(capsys, "adapt", "solo", "--epochs", "1", "--pack-seconds", "0")
     assert code == 0, err
@@ -148,7 +148,7 @@ def test_enroll_passes_domain_confusion_through(capsys, tmp_path, tiny_whisper_d
     code, _, err = run_cli(capsys, "enroll", "newbie", "--from", _manifest(tmp_path), "--model", tiny_whisper_dir,
                            "--domain-confusion", *FAST_TRAIN)
     assert_one_line_error(code, err, "needs the user's unlabeled audio")
-    from asr_adapt.profiles.profile import profiles_root
+    from asr_adapt.profiles.info import profiles_root
 
     assert not (profiles_root() / "newbie").exists()  # refused before anything was enrolled
     code, _, err = run_cli(capsys, "enroll", "newbie", "--from", _manifest(tmp_path), "--model", tiny_whisper_dir,
@@ -162,7 +162,7 @@ def test_self_training_needs_unlabeled_audio_before_anything_is_enrolled(capsys,
     code, _, err = run_cli(capsys, "enroll", "newbie", "--from", _manifest(tmp_path), "--model", tiny_whisper_dir,
                            "--self-train", *FAST_TRAIN)
     assert_one_line_error(code, err, r"self-training needs the user's unlabeled audio.*--unlabeled PATH")
-    from asr_adapt.profiles.profile import profiles_root
+    from asr_adapt.profiles.info import profiles_root
 
     assert not (profiles_root() / "newbie").exists()
     _enrolled(capsys, tmp_path, tiny_whisper_dir)

@@ -18,14 +18,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_adapt.profiles import profile as profiles
+from asr_adapt.profiles import adapters, store
 from asr_adapt.core.errors import AsrAdaptError
 from asr_adapt.data.manifest import Utterance
 from asr_adapt.profiles.archive import export_profile, import_profile
-from asr_adapt.profiles.profile import (
-    Profile, ProfileError, ProfileInfo, list_profiles, profiles_root,
-    remove_profile, validate_profile_name,
-)
+from asr_adapt.profiles.info import ProfileError, ProfileInfo, profiles_root, validate_profile_name
+from asr_adapt.profiles.profile import Profile
+from asr_adapt.profiles.store import list_profiles, remove_profile
 from conftest import REPO, sine
 
 
@@ -126,7 +125,7 @@ def test_create_refuses_an_existing_profile_unless_forced(alice, home):
 
 
 def test_force_replace_without_atomic_exchange(alice, home, monkeypatch):
-    monkeypatch.setattr(profiles, "_rename_exchange", lambda a, b: False)
+    monkeypatch.setattr(store, "rename_exchange", lambda a, b: False)
     Profile.create("alice", "whisper-base", None, force=True)
     assert Profile.open("alice").info.base_model == "whisper-base"
     assert leftovers(home) == []
@@ -407,7 +406,7 @@ def test_disk_full_writing_profile_json_removes_the_new_adapter(alice, monkeypat
     def full(path, text):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(profiles, "write_text_atomic", full)
+    monkeypatch.setattr(adapters, "write_text_atomic", full)
     with pytest.raises(ProfileError, match=r"No space left on device\); the previous adapter"):
         alice.commit_adapter(fake_adapter, {"r": 4}, {})
     assert previous_state(alice) == before
@@ -442,7 +441,7 @@ def test_killed_commit_keeps_the_old_adapter_and_is_cleaned_up(alice, home, tmp_
     script = textwrap.dedent("""
         import sys, time
         from pathlib import Path
-        from asr_adapt.profiles import Profile
+        from asr_adapt.profiles.profile import Profile
 
         def write(folder):
             (folder / "adapter_config.json").write_text('{"peft_type": "LORA"}')

@@ -7,8 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from asr_adapt.profiles import profile as profiles
 from asr_adapt.profiles.archive import export_profile, import_profile
+from asr_adapt.profiles.info import ProfileError, profiles_root, validate_profile_name
+from asr_adapt.profiles.profile import Profile
+from asr_adapt.profiles.store import list_profiles, remove_profile
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,9 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print one line per profile: name, kind, base model, adapter, last update."""
-    infos = profiles.list_profiles()
+    infos = list_profiles()
     if not infos:
-        print(f"no profiles yet in {profiles.profiles_root()}; make one with "
+        print(f"no profiles yet in {profiles_root()}; make one with "
               "`asr-adapt enroll NAME`")
         return 0
     for info in infos:
@@ -72,7 +74,7 @@ def run_show(args: argparse.Namespace) -> int:
     """Print profile.json, then the enrollment size and the adapter folder."""
     from asr_adapt.data.manifest import summarize
 
-    profile = profiles.Profile.open(args.name)
+    profile = Profile.open(args.name)
     print(json.dumps(profile.info.to_dict(), indent=2, ensure_ascii=False))
     utterances = profile.enrollment_utterances()
     summary = summarize(utterances)
@@ -84,14 +86,14 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     """Delete a profile after confirmation (or with --yes)."""
-    name = profiles.validate_profile_name(args.name)
-    folder = profiles.profiles_root() / name
+    name = validate_profile_name(args.name)
+    folder = profiles_root() / name
     if not folder.is_dir():
-        profiles.Profile.open(name)  # raises the "no profile" message with the known names
+        Profile.open(name)  # raises the "no profile" message with the known names
     if not args.yes:
         if not sys.stdin.isatty():
-            raise profiles.ProfileError(f"not removing profile '{name}' without confirmation: "
-                                        "stdin is not a terminal; add --yes")
+            raise ProfileError(f"not removing profile '{name}' without confirmation: "
+                               "stdin is not a terminal; add --yes")
         try:
             answer = input(f"remove profile '{name}' with its recordings and adapters "
                            f"({folder})? [y/N] ")
@@ -100,7 +102,7 @@ def run_remove(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print(f"profile '{name}' kept")
             return 1
-    profiles.remove_profile(name)
+    remove_profile(name)
     print(f"removed profile '{name}'")
     return 0
 

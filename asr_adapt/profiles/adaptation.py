@@ -3,7 +3,7 @@
 With domain confusion, the profile's kept unlabeled audio (``live --keep-audio``) and any
 ``unlabeled`` sources given join the training as a second, unlabeled domain. With
 self-training, the same audio is transcribed by the first round's adapter and its surest
-transcripts train a second round (:mod:`asr_adapt.self_training`).
+transcripts train a second round (:mod:`asr_adapt.adapt.self_training`).
 """
 
 from __future__ import annotations
@@ -133,55 +133,101 @@ def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: T
     the encoder states of labeled vs unlabeled audio before and after.
 
     ``self_train`` adds a second round on the same unlabeled audio, pseudo-labelled by the
-    first round's model (:mod:`asr_adapt.self_training`); the round with the better held-out
+    first round's model (:mod:`asr_adapt.adapt.self_training`); the round with the better held-out
     WER is kept (a tie goes to the second, which has seen more of the user's speech).
     """
     started = time.perf_counter()
     lora = lora or LoraSettings()
     options = options or TrainOptions()
-    confusion = domain is not None and domain.enabled
-    utterances = [u for u in profile.enrollment_utterances() if u.text]
-    if len(utterances) < options.min_utterances:
-        raise TrainingError(f"profile '{profile.name}' has {len(utterances)} transcribed utterances; at least "
-                            f"{options.min_utterances} are needed: asr-adapt enroll {profile.name}")
-    # Without domain confusion, unlabeled audio is only drawn (the LoRA-only picture) or
-    # pseudo-labelled (self-training).
-    if confusion:
-        collected = gather_unlabeled(profile, unlabeled, domain, unlabeled_options)
-    elif self_train is not None:
-        collected = gather_unlabeled(profile, unlabeled, DomainOptions(min_unlabeled_seconds=0), unlabeled_options,
-                                     purpose="self-training")
-    elif plot:
-        collected = gather_unlabeled(profile, unlabeled, DomainOptions(min_unlabeled_seconds=0), unlabeled_options)
-    else:
-        collected = None
+    domain_on = domain if domain is not None and domain.enabled else None
+    utterances = _transcribed_enrollment(profile, options)
+    collected = _unlabeled_for(profile, unlabeled, domain, unlabeled_options, domain_on is not None,
+                               self_train, plot)
     compute = resolve_device(device)
     loaded = resolve_model(profile.info.base_model, device=device, dtype="float32")
     check_base_matches(profile, loaded)
     generic = generic_reference_set() if generic is None else list(generic)
     generic_before = _wer(loaded, generic)
-    peft_model, result = train_adapter(loaded, utterances, lora, options, progress=progress,
-                                       on_epoch=on_epoch, compute_dtype=compute.dtype,
-                                       domain=domain if confusion else None,
-                                       unlabeled=collected.arrays() if confusion else None)
-    self_training = None
-    if self_train is not None:
-        loaded, peft_model, result, self_training = _second_round(
-            profile, loaded, peft_model, result, collected, utterances, lora, options, self_train,
-            device=device, progress=progress, on_epoch=on_epoch, compute_dtype=compute.dtype,
-            domain=domain if confusion else None)
+    loaded, peft_model, result, self_training = _train_rounds(
+        profile, loaded, utterances, collected, lora, options, self_train, device=device,
+        progress=progress, on_epoch=on_epoch, compute_dtype=compute.dtype, domain=domain_on)
     report = AdaptReport(profile=profile.name, base_model=profile.info.base_model, adapter_dir=None,
                          saved=False, training=result, generic_wer_before=generic_before,
-                         unlabeled=collected.summary() if confusion or self_train else None,
+                         unlabeled=collected.summary() if domain_on or self_train else None,
                          self_training=self_training)
-    if self_training and self_training.get("warning"):
-        report.warnings.append(self_training["warning"])
+    _note_unlabeled(report, collected)
+    if collected is not None and plot:
+        report.plot, report.projection = _draw_projection(loaded, peft_model, utterances, collected,
+                                                          domain_on, profile, plot)
+    if _worth_saving(report, profile):
+        report.generic_wer_after = _wer(loaded, generic)
+        _warn_if_forgetting(report)
+        settings = _adapter_settings(result, compute, domain_on, collected, self_train)
+        adapter = profile.commit_adapter(lambda folder: peft_model.save_pretrained(str(folder)),
+                                         settings=settings, metrics=report.metrics())
+        report.adapter_dir, report.saved = str(adapter), True
+    report.wall_seconds = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _train_rounds(profile: Profile, loaded, utterances: Sequence[Utterance], collected: UnlabeledSet | None,
+                  lora: LoraSettings, options: TrainOptions, self_train: SelfTrainOptions | None, device: str,
+                  progress: bool, on_epoch, compute_dtype, domain: DomainOptions | None):
+    """Round one on the enrollment (with domain confusion when ``domain`` is given) and, with
+    ``self_train``, round two on pseudo-labels, keeping the better round.
+
+    Returns ``(loaded, peft_model, result, self-training summary or None)`` of the round kept."""
+    peft_model, result = train_adapter(loaded, utterances, lora, options, progress=progress,
+                                       on_epoch=on_epoch, compute_dtype=compute_dtype, domain=domain,
+                                       unlabeled=collected.arrays() if domain is not None else None)
+    if self_train is None:
+        return loaded, peft_model, result, None
+    return _second_round(profile, loaded, peft_model, result, collected, utterances, lora, options, self_train,
+                         device=device, progress=progress, on_epoch=on_epoch, compute_dtype=compute_dtype,
+                         domain=domain)
+
+
+def _transcribed_enrollment(profile: Profile, options: TrainOptions) -> list[Utterance]:
+    """The profile's enrollment utterances that have text; enough of them, or TrainingError."""
+    utterances = [u for u in profile.enrollment_utterances() if u.text]
+    if len(utterances) < options.min_utterances:
+        raise TrainingError(f"profile '{profile.name}' has {len(utterances)} transcribed utterances; at least "
+                            f"{options.min_utterances} are needed: asr-adapt enroll {profile.name}")
+    return utterances
+
+
+def _unlabeled_for(profile: Profile, sources: Sequence[str | Path], domain: DomainOptions | None,
+                   options: UnlabeledOptions | None, confusion: bool, self_train: SelfTrainOptions | None,
+                   plot: str | Path | bool | None) -> UnlabeledSet | None:
+    """The unlabeled audio this run needs, gathered before any model loads (None: none needed).
+
+    Without domain confusion, unlabeled audio is only drawn (the LoRA-only picture) or
+    pseudo-labelled (self-training), so no minimum amount applies.
+    """
+    if confusion:
+        return gather_unlabeled(profile, sources, domain, options)
+    if self_train is not None:
+        return gather_unlabeled(profile, sources, DomainOptions(min_unlabeled_seconds=0), options,
+                                purpose="self-training")
+    if plot:
+        return gather_unlabeled(profile, sources, DomainOptions(min_unlabeled_seconds=0), options)
+    return None
+
+
+def _note_unlabeled(report: AdaptReport, collected: UnlabeledSet | None) -> None:
+    """Warnings from the unlabeled audio: self-training's verdict, the first pieces skipped."""
+    if report.self_training and report.self_training.get("warning"):
+        report.warnings.append(report.self_training["warning"])
     if collected is not None:
         for skipped in collected.skipped[:3]:
             report.warnings.append(f"skipped kept audio: {skipped}")
-        if plot:
-            report.plot, report.projection = _draw_projection(loaded, peft_model, utterances, collected,
-                                                              domain if confusion else None, profile, plot)
+
+
+def _worth_saving(report: AdaptReport, profile: Profile) -> bool:
+    """Whether the new adapter should replace the profile's current one (the reason goes
+    into the report's warnings when not): it must beat the unadapted model on held-out
+    speech and, after a runaway domain game, the current adapter too."""
+    result = report.training
     if result.diverged:
         report.warnings.append(f"domain confusion diverged: {result.diverged}")
         previous = profile.info.metrics.get("heldout_wer_after") if profile.adapter_dir else None
@@ -189,33 +235,39 @@ def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: T
             report.warnings.append(
                 f"the profile keeps its current adapter (held-out WER {100 * previous:.1f}%, "
                 f"this run's best {100 * result.best_heldout_wer:.1f}%)")
-            report.wall_seconds = round(time.perf_counter() - started, 1)
-            return report
+            return False
     if not result.improved:
         report.warnings.append(
             f"adaptation did not improve held-out WER ({100 * result.baseline_heldout_wer:.1f}%); "
             "the profile keeps its previous adapter. Record more utterances or raise --epochs")
-        report.wall_seconds = round(time.perf_counter() - started, 1)
-        return report
-    report.generic_wer_after = _wer(loaded, generic)
-    if generic_before is not None and report.generic_wer_after is not None:
-        rise = report.generic_wer_after - generic_before
-        if rise > FORGETTING_ABSOLUTE and rise > FORGETTING_RELATIVE * max(generic_before, 1e-9):
-            report.warnings.append(
-                f"generic speech got worse: WER {100 * generic_before:.1f}% -> {100 * report.generic_wer_after:.1f}% "
-                "(the adapter fits this voice at some cost elsewhere; try fewer --epochs or a smaller --rank)")
+        return False
+    return True
+
+
+def _warn_if_forgetting(report: AdaptReport) -> None:
+    """Warn when generic speech got clearly worse (both thresholds crossed)."""
+    before, after = report.generic_wer_before, report.generic_wer_after
+    if before is None or after is None:
+        return
+    rise = after - before
+    if rise > FORGETTING_ABSOLUTE and rise > FORGETTING_RELATIVE * max(before, 1e-9):
+        report.warnings.append(
+            f"generic speech got worse: WER {100 * before:.1f}% -> {100 * after:.1f}% "
+            "(the adapter fits this voice at some cost elsewhere; try fewer --epochs or a smaller --rank)")
+
+
+def _adapter_settings(result: TrainResult, compute, domain: DomainOptions | None,
+                      collected: UnlabeledSet | None, self_train: SelfTrainOptions | None) -> dict:
+    """What ``profile.json`` records about how the adapter was trained (``domain``: None
+    without domain confusion)."""
     settings = {"lora": dict(result.lora), "training": dict(result.options), "device": str(compute)}
-    if confusion:
+    if domain is not None:
         settings["domain"] = domain.to_dict()
-    if confusion or self_train is not None:
+    if domain is not None or self_train is not None:
         settings["unlabeled"] = {**collected.summary(), **collected.options}
     if self_train is not None:
         settings["self_training"] = self_train.to_dict()
-    adapter = profile.commit_adapter(lambda folder: peft_model.save_pretrained(str(folder)),
-                                     settings=settings, metrics=report.metrics())
-    report.adapter_dir, report.saved = str(adapter), True
-    report.wall_seconds = round(time.perf_counter() - started, 1)
-    return report
+    return settings
 
 
 def _second_round(profile: Profile, loaded, peft_model, result: TrainResult, collected: UnlabeledSet,

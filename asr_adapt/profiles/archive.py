@@ -3,7 +3,7 @@
 Export writes the archive under a temporary name and renames it into place. Import refuses
 anything unsafe or foreign (absolute or ``..`` member paths, links, devices, a missing or
 damaged profile.json, adapter or manifest) before a byte is written under the profiles
-folder, then installs the profile with the same staged rename as :mod:`asr_adapt.profiles`.
+folder, then installs the profile with the same staged rename as :mod:`asr_adapt.profiles.store`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,17 @@ from pathlib import Path
 from asr_adapt.core.errors import AsrAdaptError
 from asr_adapt.core.files import write_text_atomic
 from asr_adapt.data.manifest import MANIFEST_NAME, read_manifest
-from asr_adapt.profiles.profile import (
-    _ACTIVE, ADAPTER_FILES, PROFILE_FILE, Profile, ProfileError, ProfileInfo, _dumps, _install, _make_root,
-    _oserror_text, _read_info, _recover, _remove, _staging_path, _tag, profiles_root, validate_profile_name,
+from asr_adapt.profiles.adapters import ADAPTER_FILES
+from asr_adapt.profiles.info import (
+    PROFILE_FILE, ProfileError, ProfileInfo, dumps_info, profiles_root, read_info, validate_profile_name,
 )
+from asr_adapt.profiles.profile import Profile
+from asr_adapt.profiles.store import (
+    ACTIVE, install, make_root, oserror_text, random_tag, recover, remove_path, staging_path,
+)
+
+#: What a damaged or foreign ``.tar.gz`` raises while it is opened, listed or extracted.
+_UNREADABLE = (tarfile.TarError, OSError, EOFError, zlib.error)
 
 
 def export_profile(name: str, archive: str | Path, include_audio: bool = True) -> Path:
@@ -36,6 +43,14 @@ def export_profile(name: str, archive: str | Path, include_audio: bool = True) -
     archive = Path(archive).expanduser()
     if archive.is_dir():
         archive = archive / f"{name}.tar.gz"
+    files = _export_files(profile, include_audio)
+    _write_archive(profile, files, archive)
+    return archive
+
+
+def _export_files(profile: Profile, include_audio: bool) -> list[Path]:
+    """The files an export holds, all inside the profile folder; refuse what points outside."""
+    name = profile.name
     files = [profile.path / PROFILE_FILE]
     folders = [profile.adapter_dir] if profile.adapter_dir else []
     if include_audio and profile.enrollment_manifest.is_file():
@@ -52,49 +67,65 @@ def export_profile(name: str, archive: str | Path, include_audio: bool = True) -
             raise ProfileError(f"the adapter folder of '{name}' ({folder}) is missing; train "
                                "again, or export after fixing the profile")
         files += sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    return files
 
-    def clean(member: tarfile.TarInfo) -> tarfile.TarInfo:
-        member.uid = member.gid = 0
-        member.uname = member.gname = ""
-        return member
 
+def _write_archive(profile: Profile, files: list[Path], archive: Path) -> None:
+    """Write ``files`` as ``<name>/...`` to ``archive``: a temporary file, flushed, renamed."""
+    name = profile.name
     try:
         archive.parent.mkdir(parents=True, exist_ok=True)
-        temp = archive.parent / f".{archive.name}.tmp-{os.getpid()}-{_tag()}"
+        temp = archive.parent / f".{archive.name}.tmp-{os.getpid()}-{random_tag()}"
     except OSError as error:
-        raise ProfileError(f"cannot write {archive} ({_oserror_text(error)})") from None
+        raise ProfileError(f"cannot write {archive} ({oserror_text(error)})") from None
     try:
         with open(temp, "wb") as raw:
             with tarfile.open(fileobj=raw, mode="w:gz") as tar:
-                added: set[str] = set()
-                for path in files:
-                    relative = path.relative_to(profile.path)
-                    for depth in range(len(relative.parts)):  # the folders first
-                        folder_name = "/".join((name, *relative.parts[:depth]))
-                        if folder_name not in added:
-                            added.add(folder_name)
-                            info = tarfile.TarInfo(folder_name)
-                            info.type, info.mode = tarfile.DIRTYPE, 0o755
-                            info.mtime = int(profile.path.stat().st_mtime)
-                            tar.addfile(info)
-                    arcname = "/".join((name, *relative.parts))
-                    tar.add(path, arcname=arcname, recursive=False, filter=clean)
+                _add_files(tar, profile, files)
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(temp, archive)
     except OSError as error:
-        _remove(temp)
-        raise ProfileError(f"exporting '{name}' to {archive} failed ({_oserror_text(error)})") \
+        remove_path(temp)
+        raise ProfileError(f"exporting '{name}' to {archive} failed ({oserror_text(error)})") \
             from error
     except BaseException:
-        _remove(temp)
+        remove_path(temp)
         raise
-    return archive
+
+
+def _add_files(tar: tarfile.TarFile, profile: Profile, files: list[Path]) -> None:
+    """Add ``files`` under ``<name>/``, each folder entry before the first file inside it."""
+    name = profile.name
+    added: set[str] = set()
+    for path in files:
+        relative = path.relative_to(profile.path)
+        for depth in range(len(relative.parts)):  # the folders first
+            folder_name = "/".join((name, *relative.parts[:depth]))
+            if folder_name not in added:
+                added.add(folder_name)
+                info = tarfile.TarInfo(folder_name)
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                info.mtime = int(profile.path.stat().st_mtime)
+                tar.addfile(info)
+        arcname = "/".join((name, *relative.parts))
+        tar.add(path, arcname=arcname, recursive=False, filter=_without_owner)
+
+
+def _without_owner(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Drop the exporting user's ids and names from a member."""
+    member.uid = member.gid = 0
+    member.uname = member.gname = ""
+    return member
 
 
 def _not_profile_archive(archive: Path, problem: str) -> ProfileError:
     return ProfileError(f"{archive}: not an asr-adapt profile archive ({problem}); export one "
                         "with `asr-adapt profiles export NAME`")
+
+
+def _unreadable(archive: Path, error: BaseException) -> ProfileError:
+    return _not_profile_archive(archive, f"not a readable .tar.gz: {oserror_text(error)}")
 
 
 def _check_members(archive: Path, members: list[tarfile.TarInfo]) -> str:
@@ -147,7 +178,7 @@ def _check_extracted(archive: Path, folder: Path, where: str) -> ProfileInfo:
     if not (folder / PROFILE_FILE).is_file():
         raise _not_profile_archive(archive, "no profile.json in its folder")
     try:
-        info = _read_info(folder, where)
+        info = read_info(folder, where)
     except ProfileError as error:
         raise _not_profile_archive(archive, str(error).split(";")[0]) from None
     if info.adapter is not None:
@@ -196,62 +227,74 @@ def import_profile(archive: str | Path, name: str | None = None, force: bool = F
     if name is not None:
         validate_profile_name(name)
     root = profiles_root()
-    _make_root(root)
+    make_root(root)
     try:
         tar = tarfile.open(archive, mode="r:gz")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
-        raise _not_profile_archive(archive, f"not a readable .tar.gz: {_oserror_text(error)}") \
-            from None
+    except _UNREADABLE as error:
+        raise _unreadable(archive, error) from None
     with tar:
         try:
             members = tar.getmembers()
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
-            raise _not_profile_archive(archive, "not a readable .tar.gz: "
-                                                f"{_oserror_text(error)}") from None
+        except _UNREADABLE as error:
+            raise _unreadable(archive, error) from None
         top = _check_members(archive, members)
         if name is None:
             try:
                 name = validate_profile_name(top)
             except ProfileError as error:
                 raise ProfileError(f"{archive}: holds {error}; give another with --name") from None
-        _recover(root)
+        recover(root)
         if (root / name).exists() and not force:
             raise ProfileError(f"profile '{name}' exists; use --force to replace it, or "
                                "--name to import under another name")
-        extract = _staging_path(root, "archive", "import")
-        _ACTIVE.add(extract)
-        try:
-            extract.mkdir()
-            try:
-                if hasattr(tarfile, "data_filter"):
-                    tar.extractall(extract, members=members, filter="data")
-                else:  # pragma: no cover - old Pythons; the members were checked above
-                    tar.extractall(extract, members=members)
-            except tarfile.TarError as error:
-                raise _not_profile_archive(archive, f"unsafe member: {error}") from None
-            except (EOFError, zlib.error) as error:
-                raise _not_profile_archive(archive, "not a readable .tar.gz: "
-                                                    f"{_oserror_text(error)}") from None
-            folder = extract / top
-            info = _check_extracted(archive, folder, f"'{top}' in {archive.name}")
-            info.name = name
-            (folder / "reports").mkdir(exist_ok=True)
-            (folder / "adapters").mkdir(exist_ok=True)
-            (folder / "enrollment").mkdir(exist_ok=True)
-            write_text_atomic(folder / PROFILE_FILE, _dumps(info))
-            staging = _staging_path(root, name, "new")
-            _ACTIVE.add(staging)
-            try:
-                os.rename(folder, staging)
-                _install(staging, root / name, force)
-            finally:
-                _ACTIVE.discard(staging)
-                if staging.exists():
-                    _remove(staging)
-        except OSError as error:
-            raise ProfileError(f"importing {archive} failed ({_oserror_text(error)}); check "
-                               f"free space in {root}") from error
-        finally:
-            _ACTIVE.discard(extract)
-            _remove(extract)
+        _extract_and_install(tar, members, archive, top, root / name, force)
     return Profile.open(name)
+
+
+def _extract_and_install(tar: tarfile.TarFile, members: list[tarfile.TarInfo], archive: Path,
+                         top: str, target: Path, force: bool) -> None:
+    """Extract beside the profiles, check the profile folder ``top``, install it at ``target``.
+
+    The extraction folder is removed whatever happens; a failure leaves no profile behind.
+    """
+    root = target.parent
+    extract = staging_path(root, "archive", "import")
+    ACTIVE.add(extract)
+    try:
+        extract.mkdir()
+        _extract(tar, members, extract, archive)
+        folder = extract / top
+        info = _check_extracted(archive, folder, f"'{top}' in {archive.name}")
+        info.name = target.name
+        (folder / "reports").mkdir(exist_ok=True)
+        (folder / "adapters").mkdir(exist_ok=True)
+        (folder / "enrollment").mkdir(exist_ok=True)
+        write_text_atomic(folder / PROFILE_FILE, dumps_info(info))
+        staging = staging_path(root, target.name, "new")
+        ACTIVE.add(staging)
+        try:
+            os.rename(folder, staging)
+            install(staging, target, force)
+        finally:
+            ACTIVE.discard(staging)
+            if staging.exists():
+                remove_path(staging)
+    except OSError as error:
+        raise ProfileError(f"importing {archive} failed ({oserror_text(error)}); check "
+                           f"free space in {root}") from error
+    finally:
+        ACTIVE.discard(extract)
+        remove_path(extract)
+
+
+def _extract(tar: tarfile.TarFile, members: list[tarfile.TarInfo], extract: Path, archive: Path) -> None:
+    """Extract the checked ``members`` into ``extract`` (with the "data" filter where there is one)."""
+    try:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(extract, members=members, filter="data")
+        else:  # pragma: no cover - old Pythons; the members were checked above
+            tar.extractall(extract, members=members)
+    except tarfile.TarError as error:
+        raise _not_profile_archive(archive, f"unsafe member: {error}") from None
+    except (EOFError, zlib.error) as error:
+        raise _unreadable(archive, error) from None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from asr_adapt.models.base import LoadedModel
 from asr_adapt.models.loading import resolve_model
-from asr_adapt.profiles.profile import Profile, ProfileError
+from asr_adapt.profiles.profile import Profile
+from asr_adapt.profiles.info import ProfileError
 
 
 def check_base_matches(profile: Profile, loaded: LoadedModel) -> None:
