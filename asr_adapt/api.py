@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from asr_adapt.adapt.domain import DomainOptions
+from asr_adapt.adapt.options import DomainOptions
 from asr_adapt.adapt.lora import LoraSettings
 from asr_adapt.adapt.options import TrainOptions, TrainingError
 from asr_adapt.data.manifest import Utterance

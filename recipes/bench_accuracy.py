@@ -212,7 +212,8 @@ class Bench:
         from asr_adapt.data.scoring import score
         from asr_adapt.adapt.lora import LoraSettings
         from asr_adapt.models.loading import resolve_model
-        from asr_adapt.adapt.self_training import SelfTrainOptions, pseudo_label, round_two_wins
+        from asr_adapt.adapt.options import SelfTrainOptions
+        from asr_adapt.adapt.self_training import pseudo_label, round_two_wins
         from asr_adapt.adapt.training import train_adapter
         from asr_adapt.data.unlabeled import UnlabeledPiece
 

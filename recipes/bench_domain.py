@@ -120,7 +120,7 @@ def evaluate(loaded, data: dict) -> float:
 
 def run_one(part: str, data: dict, variant: str, seed: int, epochs: int, dc: dict, label: str = "",
             train: dict | None = None) -> dict:
-    from asr_adapt.adapt.domain import DomainOptions
+    from asr_adapt.adapt.options import DomainOptions
     from asr_adapt.adapt.lora import LoraSettings
     from asr_adapt.models.loading import resolve_model
     from asr_adapt.adapt.options import TrainOptions

@@ -10,9 +10,8 @@ import soundfile as sf
 import torch
 
 from asr_adapt.adapt import confusion, training
-from asr_adapt.adapt.domain import (
-    DomainClassifier, DomainOptions, GradientReversal, domain_loss, grl_lambda, pool_states, reverse_gradient,
-)
+from asr_adapt.adapt.domain import DomainClassifier, GradientReversal, domain_loss, pool_states, reverse_gradient
+from asr_adapt.adapt.options import DomainOptions, grl_lambda
 from asr_adapt.models.whisper.encoder_window import frame_mask
 from asr_adapt.core.errors import OptionsError
 from asr_adapt.adapt.lora import LoraSettings

@@ -8,9 +8,8 @@ import pytest
 from asr_adapt.audio.io import SAMPLE_RATE
 from asr_adapt.core.errors import OptionsError
 from asr_adapt.models.loading import resolve_model
-from asr_adapt.adapt.self_training import (
-    PseudoLabels, SelfTrainOptions, pseudo_label, spread_minutes, transcript_losses,
-)
+from asr_adapt.adapt.self_training import PseudoLabels, pseudo_label, spread_minutes, transcript_losses
+from asr_adapt.adapt.options import SelfTrainOptions
 from asr_adapt.data.unlabeled import UnlabeledPiece
 from conftest import sine
 

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from asr_adapt.adapt.domain import DomainClassifier, DomainOptions, domain_loss, select_layer
+from asr_adapt.adapt.domain import DomainClassifier, domain_loss, select_layer
+from asr_adapt.adapt.options import DomainOptions
 from asr_adapt.adapt.examples import pack_windows
 from asr_adapt.adapt.options import TrainingError, TrainOptions
 from asr_adapt.audio.io import SAMPLE_RATE

@@ -1,14 +1,19 @@
-"""What training takes and gives: its options (validated in one place), the record of each
-epoch, the result, and the error for enrollments that cannot train an adapter.
+"""What training takes and gives: its options (training, domain confusion, self-training; each
+validated in one place), the record of each epoch, the result, and the error for enrollments
+that cannot train an adapter.
 
 Importing this module loads no torch: the CLI and stored profiles read these types without it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from asr_adapt.core.errors import AsrAdaptError, OptionsError
+
+#: Binary cross-entropy of a classifier that knows nothing (always 0.5): ln 2.
+CHANCE_LOSS = math.log(2.0)
 
 
 class TrainingError(AsrAdaptError):
@@ -162,4 +167,121 @@ class TrainResult:
         return data
 
 
-__all__ = ["EpochRecord", "TrainOptions", "TrainResult", "TrainingError"]
+
+
+#: How encoder frames become one vector per window.
+POOLINGS = ("mean", "attentive", "stats")
+
+
+def grl_lambda(progress: float, gamma: float = 10.0) -> float:
+    """Ganin & Lempitsky's schedule ``2 / (1 + exp(-gamma p)) - 1``: 0 at p = 0, ~1 at p = 1.
+
+    Starting at 0 lets the head learn to discriminate before the encoder is pushed against
+    it (early on its gradients are noise, and reversing noise only harms the task).
+    """
+    p = min(1.0, max(0.0, float(progress)))
+    return 2.0 / (1.0 + math.exp(-gamma * p)) - 1.0
+
+
+@dataclass(frozen=True)
+class DomainOptions:
+    """Domain confusion settings. Validated here, once; off unless ``enabled``."""
+
+    enabled: bool = False
+    #: How strongly the encoder is pushed to confuse the head; see ``balance``. 0.1: on a
+    #: synthetic channel shift (3 seeds) 0.1 gained 5.7% relative over LoRA-only and 0.3
+    #: lost 14.9%; on adults -> children 0.3 gained 1.9% and 0.1 about nothing (BENCHMARKS.md).
+    weight: float = 0.1
+    #: "gradient": on the adapters the reversed domain gradient gets ``weight`` times the
+    #: norm of the task gradient there (times lambda), whatever the two losses' scales.
+    #: "loss": the plain weighted sum task + weight * domain loss. Why the default is
+    #: "gradient": on Whisper tiny.en the domain loss's gradient on the encoder adapters is
+    #: 2-4% of the task loss's (measured: 0.1-0.23 vs 5.4), so with a loss weight of 0.3
+    #: Adam saw almost only the task and domain confusion did nothing measurable.
+    balance: str = "gradient"
+    #: The reversal strength reached at the end of training (lambda_max * grl_lambda(p)).
+    lambda_max: float = 1.0
+    #: Sharpness of the lambda schedule.
+    gamma: float = 10.0
+    #: Encoder layer whose states the head reads: 0 = after the convolutions, -1 = the
+    #: encoder's output (after its final layer norm); 1..L = after that block.
+    layer: int = -1
+    pooling: str = "mean"
+    #: Unlabeled windows per labeled window in each optimizer step.
+    unlabeled_ratio: float = 1.0
+    #: Width of the head's hidden layer.
+    hidden_size: int = 256
+    #: Learning rate of the head, as a multiple of the LoRA learning rate.
+    head_lr_scale: float = 1.0
+    #: Fewest seconds of usable unlabeled audio worth adapting to.
+    min_unlabeled_seconds: float = 30.0
+    #: An epoch whose mean domain loss exceeds this (chance is ln 2 = 0.69) means the
+    #: adversarial game has run away (the encoder flips the head's predictions rather than
+    #: confusing them): training stops and keeps the best adapter so far.
+    max_domain_loss: float = 3.0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (isinstance(self.enabled, bool), f"enabled must be true or false, got {self.enabled!r}"),
+            (0 < self.weight <= 100, f"domain loss weight must be in (0, 100], got {self.weight!r}"),
+            (self.balance in ("gradient", "loss"), f"domain balance must be gradient or loss, got {self.balance!r}"),
+            (0 < self.lambda_max <= 10, f"domain lambda must be in (0, 10], got {self.lambda_max!r}"),
+            (0 < self.gamma <= 100, f"domain gamma must be in (0, 100], got {self.gamma!r}"),
+            (isinstance(self.layer, int) and -64 <= self.layer <= 64,
+             f"domain layer must be an encoder layer index (-1 = output), got {self.layer!r}"),
+            (self.pooling in POOLINGS, f"domain pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}"),
+            (0.25 <= self.unlabeled_ratio <= 8, f"unlabeled ratio must be 0.25-8, got {self.unlabeled_ratio!r}"),
+            (isinstance(self.hidden_size, int) and 4 <= self.hidden_size <= 4096,
+             f"domain head hidden size must be 4-4096, got {self.hidden_size!r}"),
+            (0 < self.head_lr_scale <= 100, f"head learning-rate scale must be in (0, 100], got {self.head_lr_scale!r}"),
+            (self.min_unlabeled_seconds >= 0, "min unlabeled seconds must be >= 0"),
+            (self.max_domain_loss > CHANCE_LOSS,
+             f"max domain loss must exceed chance (ln 2 = {CHANCE_LOSS:.2f}), got {self.max_domain_loss!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise OptionsError(message)
+
+    def lambda_at(self, progress: float) -> float:
+        return self.lambda_max * grl_lambda(progress, self.gamma)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SelfTrainOptions:
+    """How unlabeled audio is pseudo-labelled and filtered. Validated here, once."""
+
+    #: Share of the usable pseudo-labels kept, the most confident first.
+    keep_share: float = 0.7
+    #: Label at most this many minutes of unlabeled audio (pieces taken evenly; None: all).
+    #: Decoding with a beam costs about a second per piece on a 2-core CPU.
+    max_minutes: float | None = 60.0
+    #: Beam used to transcribe the unlabeled audio (1: greedy, cheaper, a little worse).
+    beam_size: int = 5
+    #: A transcript with more words per second than this is a hallucination, not speech.
+    max_words_per_second: float = 5.0
+    #: Fewest pseudo-labels worth a second round.
+    min_kept: int = 8
+
+    def __post_init__(self) -> None:
+        checks = [
+            (0 < self.keep_share <= 1, f"pseudo-label keep share must be in (0, 1], got {self.keep_share!r}"),
+            (self.max_minutes is None or self.max_minutes > 0,
+             f"self-training minutes must be positive, got {self.max_minutes!r}"),
+            (isinstance(self.beam_size, int) and 1 <= self.beam_size <= 16,
+             f"self-training beam must be 1-16, got {self.beam_size!r}"),
+            (self.max_words_per_second > 0, "max words per second must be positive"),
+            (isinstance(self.min_kept, int) and self.min_kept >= 1, "min kept pseudo-labels must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise OptionsError(message)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+__all__ = ["CHANCE_LOSS", "POOLINGS", "DomainOptions", "EpochRecord", "SelfTrainOptions", "TrainOptions", "TrainResult",
+           "TrainingError", "grl_lambda"]

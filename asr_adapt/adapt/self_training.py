@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from asr_adapt.audio.io import SAMPLE_RATE
-from asr_adapt.core.errors import OptionsError
+from asr_adapt.adapt.options import SelfTrainOptions
 
 if TYPE_CHECKING:  # the CLI builds its flags from the options without loading transformers
     from asr_adapt.models.base import LoadedModel
@@ -36,38 +36,6 @@ if TYPE_CHECKING:  # the CLI builds its flags from the options without loading t
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SelfTrainOptions:
-    """How unlabeled audio is pseudo-labelled and filtered. Validated here, once."""
-
-    #: Share of the usable pseudo-labels kept, the most confident first.
-    keep_share: float = 0.7
-    #: Label at most this many minutes of unlabeled audio (pieces taken evenly; None: all).
-    #: Decoding with a beam costs about a second per piece on a 2-core CPU.
-    max_minutes: float | None = 60.0
-    #: Beam used to transcribe the unlabeled audio (1: greedy, cheaper, a little worse).
-    beam_size: int = 5
-    #: A transcript with more words per second than this is a hallucination, not speech.
-    max_words_per_second: float = 5.0
-    #: Fewest pseudo-labels worth a second round.
-    min_kept: int = 8
-
-    def __post_init__(self) -> None:
-        checks = [
-            (0 < self.keep_share <= 1, f"pseudo-label keep share must be in (0, 1], got {self.keep_share!r}"),
-            (self.max_minutes is None or self.max_minutes > 0,
-             f"self-training minutes must be positive, got {self.max_minutes!r}"),
-            (isinstance(self.beam_size, int) and 1 <= self.beam_size <= 16,
-             f"self-training beam must be 1-16, got {self.beam_size!r}"),
-            (self.max_words_per_second > 0, "max words per second must be positive"),
-            (isinstance(self.min_kept, int) and self.min_kept >= 1, "min kept pseudo-labels must be >= 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise OptionsError(message)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

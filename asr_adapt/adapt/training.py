@@ -33,7 +33,8 @@ import torch
 
 from asr_adapt.adapt.attach import attach_lora, count_parameters
 from asr_adapt.adapt.confusion import DomainConfusion, check_unlabeled
-from asr_adapt.adapt.domain import DomainOptions, select_layer
+from asr_adapt.adapt.options import DomainOptions
+from asr_adapt.adapt.domain import select_layer
 from asr_adapt.adapt.examples import (TrainingSet, enrolled_speakers, load_training_set, pack_windows, perturbed,
                                       plan_epoch, seconds_of_audio, split_heldout)
 from asr_adapt.adapt.heldout import heldout_loss, heldout_wer

@@ -125,7 +125,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_domain_arguments(parser: argparse.ArgumentParser) -> None:
     """Domain confusion flags, mapped 1:1 onto DomainOptions and UnlabeledOptions."""
-    from asr_adapt.adapt.domain import POOLINGS, DomainOptions
+    from asr_adapt.adapt.options import POOLINGS, DomainOptions
 
     d = DomainOptions()
     group = parser.add_argument_group("domain confusion (unlabeled audio)")
@@ -160,7 +160,7 @@ def add_domain_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_self_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Self-training flags, mapped 1:1 onto SelfTrainOptions."""
-    from asr_adapt.adapt.self_training import SelfTrainOptions
+    from asr_adapt.adapt.options import SelfTrainOptions
 
     s = SelfTrainOptions()
     group = parser.add_argument_group("self-training (unlabeled audio)")
@@ -178,7 +178,7 @@ def add_self_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def self_train_settings(args: argparse.Namespace):
     """SelfTrainOptions from the flags, or None without --self-train."""
-    from asr_adapt.adapt.self_training import SelfTrainOptions
+    from asr_adapt.adapt.options import SelfTrainOptions
 
     if not args.self_train:
         return None
@@ -187,7 +187,7 @@ def self_train_settings(args: argparse.Namespace):
 
 def domain_settings(args: argparse.Namespace):
     """(DomainOptions, unlabeled sources, UnlabeledOptions) from the flags."""
-    from asr_adapt.adapt.domain import DomainOptions
+    from asr_adapt.adapt.options import DomainOptions
     from asr_adapt.core.errors import OptionsError
     from asr_adapt.data.unlabeled import UnlabeledOptions
 

@@ -16,7 +16,7 @@ NO_MICROPHONE_LIVE = ("no microphone found; plug one in (see --list-devices), or
 
 
 def register(subparsers) -> None:
-    from asr_adapt.models.whisper.stream_decoder import DEFAULT_ENCODER_WINDOW
+    from asr_adapt.models.options import DEFAULT_ENCODER_WINDOW
     from asr_adapt.decode.streaming import StreamingOptions
 
     defaults = StreamingOptions()

@@ -77,3 +77,11 @@ def check_encoder_window(value: str | float) -> str | float:
         raise OptionsError(f"encoder window must be 'auto', 'full' or 2-{WINDOW_LIMIT_SECONDS:g} seconds, "
                            f"got {value!r}")
     return seconds
+
+
+#: What the live decoder's encoder reads by default (see :func:`check_encoder_window`).
+DEFAULT_ENCODER_WINDOW: str | float = "auto"
+
+
+#: The shortest window "auto" gives the plain base model.
+AUTO_ENCODER_SECONDS = 4.0

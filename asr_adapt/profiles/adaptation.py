@@ -15,14 +15,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from asr_adapt.core.device import resolve_device
-from asr_adapt.adapt.domain import DomainOptions
+from asr_adapt.adapt.options import DomainOptions
 from asr_adapt.data.scoring import score
 from asr_adapt.adapt.lora import LoraSettings
 from asr_adapt.data.manifest import Utterance, read_manifest
 from asr_adapt.models.loading import resolve_model
 from asr_adapt.profiles.personal import check_base_matches
 from asr_adapt.profiles.profile import Profile
-from asr_adapt.adapt.self_training import PseudoLabels, SelfTrainOptions, pseudo_label, round_two_wins
+from asr_adapt.adapt.self_training import PseudoLabels, pseudo_label, round_two_wins
+from asr_adapt.adapt.options import SelfTrainOptions
 from asr_adapt.adapt.options import TrainOptions, TrainResult, TrainingError
 from asr_adapt.adapt.training import train_adapter
 from asr_adapt.models.transcriber import Transcriber

@@ -10,7 +10,7 @@ import torch
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from asr_adapt.audio.io import SAMPLE_RATE
-from asr_adapt.models.options import check_encoder_window
+from asr_adapt.models.options import AUTO_ENCODER_SECONDS, DEFAULT_ENCODER_WINDOW, check_encoder_window
 from asr_adapt.models.repetition import MAX_TOKENS_PER_SECOND, is_runaway, says_twice
 from asr_adapt.models.whisper.encoder_window import encode, window_frames
 
@@ -147,9 +147,5 @@ def _cache_keyword(decoder) -> str:
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
-#: What the live decoder's encoder reads by default (see :func:`check_encoder_window`).
-DEFAULT_ENCODER_WINDOW: str | float = "auto"
 
 
-#: The shortest window "auto" gives the plain base model.
-AUTO_ENCODER_SECONDS = 4.0
