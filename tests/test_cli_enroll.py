@@ -150,13 +150,13 @@ def test_real_adaptation_lowers_wer_on_held_out_sample_speech(capsys, tmp_path):
 
 
 def test_list_devices(capsys, monkeypatch):
-    from asr_adapt.audio import microphone
+    from asr_adapt.audio import devices
 
     fake = [{"index": 3, "name": "USB headset", "channels": 1, "default_samplerate": 48000.0, "is_default": True}]
-    monkeypatch.setattr(microphone, "list_input_devices", lambda: fake)
+    monkeypatch.setattr(devices, "list_input_devices", lambda: fake)
     code, out, _ = run_cli(capsys, "enroll", "anyone", "--list-devices")
     assert code == 0 and out.startswith("3\tUSB headset (default)\t1 ch, 48000 Hz")
-    monkeypatch.setattr(microphone, "list_input_devices", lambda: [])
+    monkeypatch.setattr(devices, "list_input_devices", lambda: [])
     code, out, _ = run_cli(capsys, "enroll", "anyone", "--list-devices")
     assert code == 0 and "no audio inputs found" in out
 

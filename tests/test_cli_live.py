@@ -14,9 +14,7 @@ import pytest
 import soundfile as sf
 from conftest import read_samples_manifest
 from test_cli import assert_one_line_error, run_cli
-from test_microphone import device, fake_sounddevice
-
-from asr_adapt.audio import microphone
+from test_microphone import device, fake_sounddevice, patch_sounddevice
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +32,7 @@ def no_model_load(monkeypatch):
 @pytest.fixture
 def use_fake(monkeypatch):
     def install(sd):
-        monkeypatch.setattr(microphone, "import_sounddevice", lambda: sd)
+        patch_sounddevice(monkeypatch, lambda: sd)
         return sd
     return install
 

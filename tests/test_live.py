@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asr_adapt.profiles.profile import ProfileError
+from asr_adapt.profiles.info import ProfileError
 
 
 @pytest.fixture(autouse=True)
@@ -19,7 +19,8 @@ def make_profile(name, tiny_whisper_dir, seed=1, with_adapter=True):
     import torch
     from transformers import WhisperForConditionalGeneration
 
-    from asr_adapt.adapt.lora import LoraSettings, attach_lora
+    from asr_adapt.adapt.lora import LoraSettings
+    from asr_adapt.adapt.attach import attach_lora
     from asr_adapt.profiles.profile import Profile
 
     profile = Profile.create(name, base_model=str(tiny_whisper_dir), base_weights_sha256=None)
@@ -134,7 +135,8 @@ def tone_session(audio, then=None, **kwargs):
 
     from streaming_fakes import ToneDecoder
 
-    from asr_adapt.decode.live import LineDisplay, LiveSession
+    from asr_adapt.ui.live_terminal import LineDisplay
+    from asr_adapt.decode.live import LiveSession
     from asr_adapt.decode.streaming import StreamingOptions, StreamingProcessor
 
     out, notes = io.StringIO(), io.StringIO()
@@ -158,7 +160,7 @@ def test_session_prints_committed_phrases_and_counts_overflows():
 def test_lost_device_keeps_the_text_so_far():
     from streaming_fakes import script_audio
 
-    from asr_adapt.audio.microphone import MicrophoneError
+    from asr_adapt.audio.devices import MicrophoneError
 
     audio, _ = script_audio([[1, 2, 3, 4]], pause_seconds=0.05)
     result, _, _, _ = tone_session(audio, then=MicrophoneError("the microphone 'x' stopped delivering audio"))
@@ -230,7 +232,7 @@ def test_terminal_display_shows_the_tentative_tail_and_keeps_finished_phrases():
 
     from rich.console import Console
 
-    from asr_adapt.decode.live import RichDisplay
+    from asr_adapt.ui.live_terminal import RichDisplay
     from asr_adapt.decode.streaming import StreamUpdate
 
     screen = io.StringIO()

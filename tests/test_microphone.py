@@ -11,13 +11,15 @@ import types
 import numpy as np
 import pytest
 
-from asr_adapt.audio import microphone
-from asr_adapt.audio.io import SAMPLE_RATE
-from asr_adapt.core.errors import AsrAdaptError
-from asr_adapt.audio.microphone import (
-    NO_MICROPHONE, PORTAUDIO_MISSING, ArraySource, AudioSource, MicrophoneError, MicrophoneSource,
-    import_sounddevice, list_input_devices, resolve_input_device,
+from asr_adapt.audio import devices, microphone
+from asr_adapt.audio.devices import (
+    NO_MICROPHONE, PORTAUDIO_MISSING, MicrophoneError, import_sounddevice, list_input_devices,
+    resolve_input_device,
 )
+from asr_adapt.audio.io import SAMPLE_RATE
+from asr_adapt.audio.microphone import MicrophoneSource
+from asr_adapt.audio.sources import ArraySource, AudioSource
+from asr_adapt.core.errors import AsrAdaptError
 
 
 class FakePortAudioError(Exception):
@@ -105,10 +107,16 @@ def device(name: str, inputs: int = 1, rate: float = 48000.0, outputs: int = 0) 
             "default_samplerate": rate, "hostapi": 0}
 
 
+def patch_sounddevice(monkeypatch, importer) -> None:
+    """Replace ``import_sounddevice`` where it is looked up: listing devices and opening one."""
+    monkeypatch.setattr(devices, "import_sounddevice", importer)
+    monkeypatch.setattr(microphone, "import_sounddevice", importer)
+
+
 @pytest.fixture
 def use_fake(monkeypatch):
     def install(sd):
-        monkeypatch.setattr(microphone, "import_sounddevice", lambda: sd)
+        patch_sounddevice(monkeypatch, lambda: sd)
         return sd
     return install
 

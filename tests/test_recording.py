@@ -13,17 +13,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_adapt.audio import microphone
-from asr_adapt.profiles import enrollment as recording
+from asr_adapt.audio.capture import LevelUpdate, record_take, record_take_detailed
+from asr_adapt.audio.devices import NO_MICROPHONE, PORTAUDIO_MISSING, MicrophoneError
 from asr_adapt.audio.io import SAMPLE_RATE
-from asr_adapt.core.errors import AsrAdaptError, OptionsError
-from asr_adapt.audio.microphone import NO_MICROPHONE, ArraySource, MicrophoneError
-from asr_adapt.profiles.profile import Profile
-from asr_adapt.profiles.enrollment import (
-    CLIPPED, DEFAULT_PROMPTS, HELD_OUT_PROMPTS, NO_SPEECH_MESSAGE, OK, SILENT, TOO_SHORT, EnrollmentError,
-    LevelUpdate, RecordOptions, ScriptedUI, TerminalUI, check_take, choose_prompts, enroll_from_microphone,
-    level_meter, record_take, record_take_detailed, trim_silence,
+from asr_adapt.audio.sources import ArraySource
+from asr_adapt.audio.takes import (
+    CLIPPED, NO_SPEECH_MESSAGE, OK, SILENT, TOO_SHORT, RecordOptions, check_take, level_meter, trim_silence,
 )
+from asr_adapt.core.errors import AsrAdaptError, OptionsError
+from asr_adapt.profiles import enrollment, prompts
+from asr_adapt.profiles.enrollment import ScriptedUI, enroll_from_microphone
+from asr_adapt.profiles.profile import Profile
+from asr_adapt.profiles.prompts import DEFAULT_PROMPTS, HELD_OUT_PROMPTS, EnrollmentError, choose_prompts
+from asr_adapt.ui.terminal_enroll import TerminalUI, terminal_ui
 
 RNG = np.random.default_rng(7)
 
@@ -275,7 +277,7 @@ def test_choose_prompts_missing_files(tmp_path, monkeypatch):
     empty.write_text("\n\n", encoding="utf-8")
     with pytest.raises(EnrollmentError, match="holds no prompts"):
         choose_prompts(empty, [])
-    monkeypatch.setattr(recording, "DEFAULT_PROMPTS", tmp_path / "samples" / "prompts.txt")
+    monkeypatch.setattr(prompts, "DEFAULT_PROMPTS", tmp_path / "samples" / "prompts.txt")
     with pytest.raises(EnrollmentError) as caught:
         choose_prompts(None, [])
     assert "default prompts file" in str(caught.value) and "--prompts FILE" in str(caught.value)
@@ -293,7 +295,7 @@ def home(tmp_path, monkeypatch) -> Path:
         calls.append(base_model)
         return "ab" * 32, "whisper"
 
-    monkeypatch.setattr(recording, "_base_model_identity", identity)
+    monkeypatch.setattr(enrollment, "_base_model_identity", identity)
     monkeypatch.model_calls = calls
     return tmp_path / "home" / "profiles"
 
@@ -456,10 +458,9 @@ def test_lost_microphone_during_enrollment(home, prompts_file):
 
 
 def test_no_microphone_creates_nothing(home, prompts_file, monkeypatch):
-    from test_microphone import fake_sounddevice
+    from test_microphone import fake_sounddevice, patch_sounddevice
 
-    monkeypatch.setattr(microphone, "import_sounddevice",
-                        lambda: fake_sounddevice(devices=[], default_input=-1))
+    patch_sounddevice(monkeypatch, lambda: fake_sounddevice(devices=[], default_input=-1))
     with pytest.raises(MicrophoneError) as caught:
         enroll_from_microphone("alice", "whisper-tiny.en", prompts=prompts_file, ui=ScriptedUI())
     assert str(caught.value) == NO_MICROPHONE
@@ -468,22 +469,35 @@ def test_no_microphone_creates_nothing(home, prompts_file, monkeypatch):
 
 
 def test_missing_portaudio_creates_nothing(home, prompts_file, monkeypatch):
-    def missing():
-        raise MicrophoneError(microphone.PORTAUDIO_MISSING)
+    from test_microphone import patch_sounddevice
 
-    monkeypatch.setattr(microphone, "import_sounddevice", missing)
+    def missing():
+        raise MicrophoneError(PORTAUDIO_MISSING)
+
+    patch_sounddevice(monkeypatch, missing)
     with pytest.raises(MicrophoneError, match="the PortAudio library is missing"):
         enroll_from_microphone("alice", "whisper-tiny.en", prompts=prompts_file, ui=ScriptedUI())
     assert not (home / "alice").exists()
 
 
-def test_enroll_needs_a_terminal(home, prompts_file, monkeypatch):
+def test_enroll_needs_a_terminal(home, prompts_file, monkeypatch, capsys):
+    from test_cli import assert_one_line_error, run_cli
+
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     with pytest.raises(EnrollmentError) as caught:
-        enroll_from_microphone("alice", "whisper-tiny.en", prompts=prompts_file)
+        terminal_ui()
     assert str(caught.value) == ("interactive enrollment needs a terminal; use --from DIR to "
                                  "enroll from recordings")
     assert isinstance(caught.value, AsrAdaptError)
+    # `asr-adapt enroll` builds the terminal UI before enrolling: nothing is written
+    code, _, err = run_cli(capsys, "enroll", "alice", "--prompts", prompts_file, "--no-train")
+    assert_one_line_error(code, err, "interactive enrollment needs a terminal")
+    assert not (home / "alice").exists()
+
+
+def test_enroll_needs_a_ui(home, prompts_file):
+    with pytest.raises(TypeError, match="ui"):
+        enroll_from_microphone("alice", "whisper-tiny.en", prompts=prompts_file)  # type: ignore[call-arg]
     assert not (home / "alice").exists()
 
 

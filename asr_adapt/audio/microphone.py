@@ -1,27 +1,11 @@
-"""Audio sources: the microphone (through sounddevice / PortAudio) and array replay.
-
-Everything here hands out float32 mono blocks at :data:`asr_adapt.audio.SAMPLE_RATE`, so
-the code that consumes audio (enrollment recording, later live transcription) never cares
-where it comes from. An :class:`AudioSource` has:
-
-* ``read(timeout)``: the next block, or ``None`` when nothing arrived within ``timeout``
-  seconds (and, once ``ended`` is true, for good);
-* ``discard_pending()``: drop what arrived but was not read yet (call it before a take, so
-  that the take starts *now* and not with what the microphone heard minutes ago);
-* ``overflows``: how many times the device dropped input because it was not read in time;
-* ``ended`` and ``close()``.
+"""The microphone as an :class:`~asr_adapt.audio.sources.AudioSource` (sounddevice / PortAudio).
 
 :class:`MicrophoneSource` keeps the audio thread cheap: its callback only copies the block
 into a bounded :class:`queue.Queue` (dropping the *oldest* block when full, never waiting).
 Channel mixing and resampling to 16 kHz happen in :meth:`MicrophoneSource.read`, on the
 consumer's thread. A device that disappears or stops delivering audio makes ``read`` raise
-:class:`MicrophoneError`, after every block that did arrive has been handed out.
-
-:class:`ArraySource` replays an array (or a file) in blocks, optionally in real time: it is
-what tests and file replays use instead of hardware.
-
-Every problem a user can fix (no PortAudio, no microphone, an unknown device name, a device
-that cannot be opened or vanishes) is raised as :class:`MicrophoneError` with one line.
+:class:`~asr_adapt.audio.devices.MicrophoneError`, after every block that did arrive has been
+handed out. Finding the device is :mod:`asr_adapt.audio.devices`.
 """
 
 from __future__ import annotations
@@ -29,174 +13,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from asr_adapt.audio.io import SAMPLE_RATE, load_audio, resample
-from asr_adapt.core.errors import AsrAdaptError
-
-PORTAUDIO_MISSING = ("the PortAudio library is missing: install it (Debian/Ubuntu: apt-get install "
-                     "libportaudio2; macOS: brew install portaudio)")
-NO_MICROPHONE = "no microphone found; plug one in, or enroll from recordings with --from DIR"
-#: Seconds of audio one :meth:`AudioSource.read` returns at most (50 ms).
-BLOCK_SECONDS = 0.05
-
-
-class MicrophoneError(AsrAdaptError):
-    """No usable microphone: PortAudio missing, no input device, or a device that fails."""
-
-
-@runtime_checkable
-class AudioSource(Protocol):
-    """Anything that hands out float32 mono blocks at :data:`SAMPLE_RATE`."""
-
-    def read(self, timeout: float | None = None) -> np.ndarray | None:
-        """The next block, or ``None`` when none arrived within ``timeout`` (or ``ended``)."""
-        ...
-
-    def discard_pending(self) -> int:
-        """Drop audio that arrived but was not read yet; return how many blocks."""
-        ...
-
-    @property
-    def overflows(self) -> int:
-        """How many times input was lost because it was not read in time."""
-        ...
-
-    @property
-    def ended(self) -> bool:
-        """True when no more audio will ever come."""
-        ...
-
-    def close(self) -> None:
-        """Release the device (idempotent)."""
-        ...
-
-
-# --------------------------------------------------------------------------- sounddevice
-
-
-def import_sounddevice() -> Any:
-    """Import :mod:`sounddevice`, turning a missing PortAudio into :class:`MicrophoneError`."""
-    try:
-        import sounddevice
-    except OSError as error:
-        if "portaudio" in str(error).lower():
-            raise MicrophoneError(PORTAUDIO_MISSING) from None
-        raise MicrophoneError(f"the audio system cannot start ({_first_line(error)}); check "
-                              "the PortAudio installation") from None
-    except ImportError:
-        raise MicrophoneError("the sounddevice package is missing: pip install sounddevice") \
-            from None
-    except Exception as error:  # PortAudioError from Pa_Initialize at import time
-        raise MicrophoneError(f"the audio system cannot start ({_first_line(error)}); check "
-                              "the sound setup (ALSA/PulseAudio)") from None
-    return sounddevice
-
-
-def _first_line(error: BaseException) -> str:
-    args = getattr(error, "args", ())
-    text = str(args[0]) if args and isinstance(args[0], str) else str(error)
-    text = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return text[:160]
-
-
-def _is_portaudio_error(sd: Any, error: BaseException) -> bool:
-    kind = getattr(sd, "PortAudioError", None)
-    return isinstance(kind, type) and isinstance(error, kind)
-
-
-def _default_input_index(sd: Any) -> int | None:
-    """The default input device's index, or ``None`` when PortAudio has none."""
-    try:
-        info = sd.query_devices(kind="input")
-    except Exception as error:  # PortAudioError "Error querying device -1", ValueError
-        if _is_portaudio_error(sd, error) or isinstance(error, ValueError):
-            return None
-        raise
-    index = info.get("index") if isinstance(info, dict) else None
-    return int(index) if isinstance(index, int) and index >= 0 else None
-
-
-def list_input_devices() -> list[dict]:
-    """The input devices PortAudio sees, each as ``{"index", "name", "channels",
-    "default_samplerate", "is_default"}`` (``hostapi`` too, by name, when known)."""
-    sd = import_sounddevice()
-    try:
-        devices = list(sd.query_devices())
-    except Exception as error:
-        if _is_portaudio_error(sd, error):
-            raise MicrophoneError(f"cannot list audio devices ({_first_line(error)}); check the "
-                                  "sound setup") from None
-        raise
-    default = _default_input_index(sd)
-    inputs = []
-    for position, info in enumerate(devices):
-        channels = int(info.get("max_input_channels", 0) or 0)
-        if channels <= 0:
-            continue
-        index = int(info.get("index", position))
-        entry = {"index": index, "name": str(info.get("name", f"device {index}")),
-                 "channels": channels,
-                 "default_samplerate": float(info.get("default_samplerate") or 0.0),
-                 "is_default": index == default}
-        try:
-            entry["hostapi"] = str(sd.query_hostapis(info["hostapi"])["name"])
-        except Exception:
-            pass
-        inputs.append(entry)
-    return inputs
-
-
-def _describe(devices: list[dict]) -> str:
-    shown = ", ".join(f"{d['index']} '{d['name']}'" for d in devices[:12])
-    more = f" and {len(devices) - 12} more" if len(devices) > 12 else ""
-    return shown + more
-
-
-def resolve_input_device(spec: str | int | None = None) -> dict:
-    """The input device ``spec`` names, as an entry of :func:`list_input_devices`.
-
-    ``None`` is the default input (the first input when PortAudio names no default); an
-    int or a string of digits is a device index; any other string is a case-insensitive
-    part of the device name (an exact name wins over a partial one; several partial
-    matches are an error that lists them).
-    """
-    devices = list_input_devices()
-    if not devices:
-        raise MicrophoneError(NO_MICROPHONE)
-    if spec is None or (isinstance(spec, str) and not spec.strip()):
-        for device in devices:
-            if device["is_default"]:
-                return device
-        return devices[0]
-    if isinstance(spec, bool) or not isinstance(spec, (int, str)):
-        raise MicrophoneError(f"input device must be an index or a name, not {spec!r}")
-    text = spec.strip() if isinstance(spec, str) else str(spec)
-    if isinstance(spec, int) or text.isdigit():
-        index = int(text)
-        for device in devices:
-            if device["index"] == index:
-                return device
-        raise MicrophoneError(f"there is no input device {index}; available inputs: "
-                              f"{_describe(devices)}")
-    wanted = text.casefold()
-    exact = [d for d in devices if d["name"].casefold() == wanted]
-    if len(exact) == 1:
-        return exact[0]
-    partial = exact or [d for d in devices if wanted in d["name"].casefold()]
-    if len(partial) == 1:
-        return partial[0]
-    if not partial:
-        raise MicrophoneError(f"no input device matches '{text}'; available inputs: "
-                              f"{_describe(devices)} (give an index or part of a name)")
-    raise MicrophoneError(f"'{text}' matches {len(partial)} input devices: {_describe(partial)}; "
-                          "give an index or a longer part of the name")
-
-
-# --------------------------------------------------------------------------- microphone
+from asr_adapt.audio.devices import (
+    NO_MICROPHONE, MicrophoneError, first_line, import_sounddevice, is_portaudio_error, resolve_input_device,
+)
+from asr_adapt.audio.io import SAMPLE_RATE, resample
+from asr_adapt.audio.sources import BLOCK_SECONDS
 
 
 class _Resampler:
@@ -303,9 +128,9 @@ class MicrophoneSource:
         return self
 
     def _open_error(self, sd: Any, error: BaseException) -> BaseException:
-        if not (_is_portaudio_error(sd, error) or isinstance(error, ValueError)):
+        if not (is_portaudio_error(sd, error) or isinstance(error, ValueError)):
             return error
-        text = _first_line(error)
+        text = first_line(error)
         if "querying device -1" in text:
             return MicrophoneError(NO_MICROPHONE)
         return MicrophoneError(f"cannot open the microphone '{self.name}' ({text}); close other "
@@ -325,9 +150,9 @@ class MicrophoneSource:
                                             dtype="float32", samplerate=rate)
                     return rate, channels
                 except Exception as error:
-                    if not (_is_portaudio_error(sd, error) or isinstance(error, ValueError)):
+                    if not (is_portaudio_error(sd, error) or isinstance(error, ValueError)):
                         raise
-                    problem = _first_line(error)
+                    problem = first_line(error)
                     if "querying device -1" in problem:
                         raise MicrophoneError(NO_MICROPHONE) from None
         raise MicrophoneError(f"the microphone '{self.name}' accepts neither 16000 Hz nor its "
@@ -420,7 +245,7 @@ class MicrophoneSource:
     def _loss_reason(self) -> str | None:
         name = self.name
         if self._callback_error is not None:
-            return (f"the microphone '{name}' failed ({_first_line(self._callback_error)}); "
+            return (f"the microphone '{name}' failed ({first_line(self._callback_error)}); "
                     "audio recorded before that is kept")
         active = True
         try:
@@ -468,95 +293,4 @@ class MicrophoneSource:
                 pass
 
 
-# --------------------------------------------------------------------------- replay
-
-
-class ArraySource:
-    """Replays an array in blocks, as an :class:`AudioSource` (tests, file replay).
-
-    ``audio`` is mono float audio at ``sample_rate`` (resampled to 16 kHz here). With
-    ``realtime`` the blocks come no faster than they would from a microphone: ``read``
-    waits (up to its timeout) for the next block to be due, and :meth:`discard_pending`
-    skips the blocks that fell due unread, as a microphone's queue would.
-    """
-
-    def __init__(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *,
-                 block_seconds: float = BLOCK_SECONDS, realtime: bool = False,
-                 speed: float = 1.0) -> None:
-        data = np.asarray(audio, dtype=np.float32)
-        if data.ndim == 2:
-            data = data.mean(axis=1)
-        if data.ndim != 1:
-            raise ValueError("ArraySource needs mono audio (a 1-D array)")
-        self.audio = resample(data, int(sample_rate))
-        self.block = max(1, int(round(SAMPLE_RATE * block_seconds)))
-        self.realtime = bool(realtime)
-        self.speed = float(speed)
-        self.position = 0
-        self._started: float | None = None
-        self._closed = False
-
-    @classmethod
-    def from_file(cls, path: str | Path, **kwargs: Any) -> ArraySource:
-        """Replay an audio file (any format :func:`asr_adapt.audio.load_audio` reads)."""
-        return cls(load_audio(path), SAMPLE_RATE, **kwargs)
-
-    def __enter__(self) -> ArraySource:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def overflows(self) -> int:
-        return 0
-
-    @property
-    def ended(self) -> bool:
-        return self._closed or self.position >= len(self.audio)
-
-    def _due(self) -> int:
-        """Samples that a real-time device would have delivered by now."""
-        if self._started is None:
-            self._started = time.monotonic() - self.position / (SAMPLE_RATE * self.speed)
-        return int((time.monotonic() - self._started) * SAMPLE_RATE * self.speed)
-
-    def read(self, timeout: float | None = None) -> np.ndarray | None:
-        if self.ended:
-            return None
-        end = min(self.position + self.block, len(self.audio))
-        if self.realtime:
-            wait = (end - self._due()) / (SAMPLE_RATE * self.speed)
-            if wait > 0:
-                if timeout is not None and wait > timeout:
-                    time.sleep(max(0.0, timeout))
-                    return None
-                time.sleep(wait)
-        block = self.audio[self.position:end].copy()
-        self.position = end
-        return block
-
-    def discard_pending(self) -> int:
-        if not self.realtime or self.ended:
-            return 0
-        due = min(self._due(), len(self.audio))
-        skipped = max(0, due - self.position) // self.block
-        self.position += skipped * self.block
-        return skipped
-
-    def close(self) -> None:
-        self._closed = True
-
-
-__all__ = [
-    "BLOCK_SECONDS",
-    "NO_MICROPHONE",
-    "PORTAUDIO_MISSING",
-    "ArraySource",
-    "AudioSource",
-    "MicrophoneError",
-    "MicrophoneSource",
-    "import_sounddevice",
-    "list_input_devices",
-    "resolve_input_device",
-]
+__all__ = ["MicrophoneSource"]

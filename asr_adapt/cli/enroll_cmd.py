@@ -36,20 +36,20 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from asr_adapt.profiles.profile import validate_profile_name
+    from asr_adapt.profiles.info import validate_profile_name
 
     if args.list_devices:
         return _list_devices()
 
     validate_profile_name(args.name)
     if args.add and args.force:
-        from asr_adapt.profiles.profile import ProfileError
+        from asr_adapt.profiles.info import ProfileError
 
         raise ProfileError("--add keeps the profile and --force replaces it: give one of them")
     lora, options = training_settings(args)  # bad flags fail before anything is written
     domain, unlabeled, unlabeled_options = domain_settings(args)
     self_train = self_train_settings(args)
-    from asr_adapt.profiles.profile import profiles_root
+    from asr_adapt.profiles.info import profiles_root
 
     fresh = args.force or not (profiles_root() / args.name).is_dir()
     if domain is not None and domain.enabled and not unlabeled and not args.no_train and fresh:
@@ -141,7 +141,8 @@ def _existing_profile_action(args) -> str:
     An existing profile is never replaced silently: --force replaces, --add adds, and in a
     terminal the user is asked; without a terminal (scripts, CI) it is an error.
     """
-    from asr_adapt.profiles.profile import Profile, ProfileError, profiles_root
+    from asr_adapt.profiles.profile import Profile
+    from asr_adapt.profiles.info import ProfileError, profiles_root
 
     if args.force or not (profiles_root() / args.name).is_dir():
         return "create"
@@ -172,7 +173,7 @@ def _existing_profile_action(args) -> str:
 
 def _check_same_model(args, profile) -> None:
     """Recordings added to a profile train its own base model; a different --model is refused."""
-    from asr_adapt.profiles.profile import ProfileError
+    from asr_adapt.profiles.info import ProfileError
 
     from asr_adapt.models.bundled import DEFAULT_MODEL
 

@@ -114,13 +114,11 @@ def run(args) -> int:
 
 
 def _session(args, loaded, switcher, profile, options, live_options, replay, device, output) -> int:
-    from asr_adapt.decode.live import (
-        AudioKeeper, LiveSession, default_transcript_path, make_display, start_command_reader, wait_for_audio,
-        write_transcript,
-    )
-    from asr_adapt.audio.microphone import ArraySource, MicrophoneError, MicrophoneSource
+    from asr_adapt.audio.devices import MicrophoneError
     from asr_adapt.core.errors import OptionsError
+    from asr_adapt.decode.live import AudioKeeper, LiveSession, default_transcript_path, write_transcript
     from asr_adapt.decode.streaming import StreamingProcessor
+    from asr_adapt.ui.live_terminal import make_display, start_command_reader
 
     if options.use_prompt and not loaded.engine.takes_prompt:
         raise OptionsError(f"--prompt gives Whisper the text so far; '{loaded.name}' is a {loaded.backend} CTC "
@@ -130,21 +128,7 @@ def _session(args, loaded, switcher, profile, options, live_options, replay, dev
     processor = StreamingProcessor(decoder, options)
     keeper = AudioKeeper(profile, live_options.keep_piece_seconds, options.vad) if args.keep_audio else None
     commands = start_command_reader() if _interactive() else None
-    if replay is not None:
-        source = ArraySource(replay, realtime=True)
-        where = f"replaying {args.replay} in real time"
-    else:
-        source = MicrophoneSource(device["index"])
-        try:
-            source.open()
-        except MicrophoneError as error:
-            raise _live_hint(error) from None
-        if not wait_for_audio(source, timeout=source.start_timeout):
-            source.close()
-            raise MicrophoneError(f"the microphone '{device['name']}' delivered no audio within "
-                                  f"{source.start_timeout:g} s; check it is not muted or used by another "
-                                  "program, or choose another with --input-device")
-        where = f"listening on '{device['name']}'"
+    source, where = _open_source(args, replay, device)
     hint = "; type a profile name + Enter to switch" if commands is not None else ""
     print(f"{where} (Ctrl-C to stop{hint})", file=sys.stderr, flush=True)
     display = make_display(sys.stdout)
@@ -176,6 +160,29 @@ def _session(args, loaded, switcher, profile, options, live_options, replay, dev
     if result.error:
         raise MicrophoneError(f"{result.error}; the transcript so far is in {path}")
     return 0
+
+
+def _open_source(args, replay, device):
+    """The audio to transcribe, and a line saying where it comes from: the replayed file, or
+    the microphone once it delivers audio."""
+    from asr_adapt.audio.devices import MicrophoneError
+    from asr_adapt.audio.microphone import MicrophoneSource
+    from asr_adapt.audio.sources import ArraySource
+    from asr_adapt.decode.live import wait_for_audio
+
+    if replay is not None:
+        return ArraySource(replay, realtime=True), f"replaying {args.replay} in real time"
+    source = MicrophoneSource(device["index"])
+    try:
+        source.open()
+    except MicrophoneError as error:
+        raise _live_hint(error) from None
+    if not wait_for_audio(source, timeout=source.start_timeout):
+        source.close()
+        raise MicrophoneError(f"the microphone '{device['name']}' delivered no audio within "
+                              f"{source.start_timeout:g} s; check it is not muted or used by another "
+                              "program, or choose another with --input-device")
+    return source, f"listening on '{device['name']}'"
 
 
 def _stop(signum, frame):
@@ -212,9 +219,10 @@ def _check_output(output: Path | None) -> Path | None:
 def _check_profile(args):
     if not args.profile:
         return None
-    from asr_adapt.models.loading import DEFAULT_MODEL
+    from asr_adapt.models.bundled import DEFAULT_MODEL
     from asr_adapt.profiles.personal import require_adapter
-    from asr_adapt.profiles.profile import Profile, ProfileError
+    from asr_adapt.profiles.profile import Profile
+    from asr_adapt.profiles.info import ProfileError
 
     profile = Profile.open(args.profile)
     require_adapter(profile)
@@ -225,7 +233,7 @@ def _check_profile(args):
 
 
 def _resolve_microphone(spec):
-    from asr_adapt.audio.microphone import MicrophoneError, resolve_input_device
+    from asr_adapt.audio.devices import MicrophoneError, resolve_input_device
 
     try:
         return resolve_input_device(spec)
@@ -235,7 +243,7 @@ def _resolve_microphone(spec):
 
 def _live_hint(error):
     """The microphone module's hints speak of enrollment; here the way out is --replay."""
-    from asr_adapt.audio.microphone import NO_MICROPHONE, MicrophoneError
+    from asr_adapt.audio.devices import NO_MICROPHONE, MicrophoneError
 
     return MicrophoneError(NO_MICROPHONE_LIVE) if str(error) == NO_MICROPHONE else error
 
@@ -248,7 +256,7 @@ def _interactive() -> bool:
 
 
 def _list_devices() -> int:
-    from asr_adapt.audio.microphone import list_input_devices
+    from asr_adapt.audio.devices import list_input_devices
 
     devices = list_input_devices()
     for device in devices:

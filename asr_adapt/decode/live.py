@@ -1,9 +1,12 @@
 """A live transcription session: an audio source feeds the streaming processor, a display
 shows committed text and the tentative tail, and the transcript is written at the end.
 
+The display is passed in (a :class:`LiveDisplay`): ``asr-adapt live`` gives the terminal ones
+of :mod:`asr_adapt.ui.live_terminal`, which also reads the profile switches typed meanwhile.
+
 The session owns the loop and its endings, so that every way out keeps the text:
 end of a replayed file, Ctrl-C (``KeyboardInterrupt``), or a microphone that disappears
-(:class:`~asr_adapt.microphone.MicrophoneError` raised by ``read`` after the audio that did
+(:class:`~asr_adapt.audio.devices.MicrophoneError` raised by ``read`` after the audio that did
 arrive). In each case the tail is flushed through the processor and the caller writes what
 :meth:`LiveSession.run` returns. With a :class:`AudioKeeper` the captured audio goes into a
 profile as unlabeled audio (pieces of at most 30 s, cut in pauses), for domain confusion.
@@ -12,23 +15,23 @@ profile as unlabeled audio (pieces of at most 30 s, cut in pauses), for domain c
 from __future__ import annotations
 
 import queue
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol
 
 import numpy as np
 
+from asr_adapt.audio.devices import MicrophoneError
 from asr_adapt.audio.io import SAMPLE_RATE
+from asr_adapt.audio.sources import AudioSource
+from asr_adapt.audio.vad import VadOptions, frame_levels, speech_mask
 from asr_adapt.core.errors import OptionsError
 from asr_adapt.core.files import write_text_atomic
-from asr_adapt.audio.microphone import AudioSource, MicrophoneError
-from asr_adapt.profiles.profile import Profile, ProfileError
 from asr_adapt.decode.streaming import StreamingProcessor, StreamUpdate
-from asr_adapt.audio.vad import VadOptions, frame_levels, speech_mask
+from asr_adapt.profiles.profile import Profile
+from asr_adapt.profiles.info import ProfileError
 
 
 @dataclass(frozen=True)
@@ -124,106 +127,20 @@ class AudioKeeper:
 # --------------------------------------------------------------------------- displays
 
 
-class LineDisplay:
-    """For a pipe or file: committed words only, as they come; a line per phrase."""
-
-    def __init__(self, stream: TextIO | None = None, notes: TextIO | None = None) -> None:
-        self.stream = stream or sys.stdout
-        self.notes = notes or sys.stderr
-        self._open = False
+class LiveDisplay(Protocol):
+    """What a session shows its progress on."""
 
     def update(self, update: StreamUpdate) -> None:
-        if update.committed:
-            self.stream.write(("" if not self._open else " ") + " ".join(update.committed))
-            self._open = True
-        if update.phrase_ended and self._open:
-            self.stream.write("\n")
-            self._open = False
-        self.stream.flush()
+        """Show newly committed words and the current tentative tail."""
+        ...
 
     def note(self, text: str) -> None:
-        if self._open:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._open = False
-        print(text, file=self.notes, flush=True)
+        """Show a message (a profile switch, a problem) apart from the transcript."""
+        ...
 
     def close(self) -> None:
-        if self._open:
-            self.stream.write("\n")
-            self._open = False
-        self.stream.flush()
-
-
-class RichDisplay:
-    """For a terminal: finished phrases scroll up; the open phrase and the tentative tail
-    (dimmed) are redrawn in place as they change."""
-
-    def __init__(self, console=None) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
-        self.console = console or Console()
-        self._words: list[str] = []
-        self._tentative = ""
-        self._live = Live(self._render(), console=self.console, auto_refresh=False, transient=True)
-        self._live.start()
-
-    def _render(self):
-        from rich.text import Text
-
-        text = Text(" ".join(self._words))
-        if self._tentative:
-            text.append((" " if self._words else "") + self._tentative, style="dim italic")
-        return text
-
-    def update(self, update: StreamUpdate) -> None:
-        self._words.extend(update.committed)
-        self._tentative = update.tentative
-        if update.phrase_ended and self._words:
-            self._live.console.print(" ".join(self._words))
-            self._words = []
-        self._live.update(self._render(), refresh=True)
-
-    def note(self, text: str) -> None:
-        self._live.console.print(text, style="cyan", markup=False)
-        self._live.refresh()
-
-    def close(self) -> None:
-        self._tentative = ""
-        if self._words:
-            self._live.console.print(" ".join(self._words))
-            self._words = []
-        self._live.update(self._render(), refresh=True)
-        self._live.stop()
-
-
-def make_display(stream: TextIO | None = None):
-    """A :class:`RichDisplay` on a terminal, a :class:`LineDisplay` otherwise."""
-    stream = stream or sys.stdout
-    if stream.isatty():
-        return RichDisplay()
-    return LineDisplay(stream)
-
-
-# --------------------------------------------------------------------------- commands
-
-
-def start_command_reader(stream: TextIO | None = None) -> queue.Queue:
-    """Read lines typed during the session (a profile name, or ``base``) on a daemon thread."""
-    commands: queue.Queue = queue.Queue()
-    stream = stream or sys.stdin
-
-    def read() -> None:
-        try:
-            for line in stream:
-                if line.strip():
-                    commands.put(line.strip())
-        except (OSError, ValueError):
-            pass
-
-    threading.Thread(target=read, name="live-commands", daemon=True).start()
-    return commands
+        """The session ended: show what is left and release the screen."""
+        ...
 
 
 # --------------------------------------------------------------------------- the session
@@ -232,17 +149,17 @@ def start_command_reader(stream: TextIO | None = None) -> queue.Queue:
 class LiveSession:
     """Runs ``source`` through ``processor`` until the source ends, Ctrl-C, or the device
     fails; see the module docstring. ``switcher`` (an
-    :class:`~asr_adapt.personal.AdapterSwitcher`) and ``commands`` (a queue of typed lines)
+    :class:`~asr_adapt.profiles.personal.AdapterSwitcher`) and ``commands`` (a queue of typed lines)
     allow switching profiles while it runs."""
 
     BASE_COMMANDS = ("base", "none", "-")
 
-    def __init__(self, source: AudioSource, processor: StreamingProcessor, display=None,
+    def __init__(self, source: AudioSource, processor: StreamingProcessor, display: LiveDisplay,
                  keeper: AudioKeeper | None = None, switcher=None, commands: queue.Queue | None = None,
                  options: LiveOptions | None = None) -> None:
         self.source = source
         self.processor = processor
-        self.display = display or LineDisplay()
+        self.display = display
         self.keeper = keeper
         self.switcher = switcher
         self.commands = commands
@@ -350,14 +267,11 @@ def wait_for_audio(source, timeout: float = 5.0) -> bool:
 
 __all__ = [
     "AudioKeeper",
-    "LineDisplay",
+    "LiveDisplay",
     "LiveOptions",
     "LiveResult",
     "LiveSession",
-    "RichDisplay",
     "default_transcript_path",
-    "make_display",
-    "start_command_reader",
     "wait_for_audio",
     "write_transcript",
 ]
