@@ -76,3 +76,14 @@ def test_library_functions_are_short():
                 if lines > MAX_FUNCTION_LINES:
                     long[f"{path.relative_to(PACKAGE)}:{node.name}"] = lines
     assert long == {}, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_the_module_map_in_docs_names_every_module():
+    """docs/architecture.md lists every module with its job (scripts/module_map.py --write)."""
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [p.relative_to(PACKAGE.parent).as_posix() for p in PACKAGE.rglob("*.py")
+               if p.name != "__init__.py" and f"`{p.relative_to(PACKAGE.parent).as_posix()}`" not in doc]
+    assert missing == [], f"run python scripts/module_map.py --write; missing: {missing}"
+    undocumented = [p.relative_to(PACKAGE.parent).as_posix() for p in PACKAGE.rglob("*.py")
+                    if not ast.get_docstring(ast.parse(p.read_text(encoding="utf-8")))]
+    assert undocumented == [], f"modules without a docstring: {undocumented}"

@@ -47,7 +47,8 @@ def make_profile(name, tiny_whisper_dir, with_adapter=True):
     import torch
     from transformers import WhisperForConditionalGeneration
 
-    from asr_adapt.adapt.lora import LoraSettings, attach_lora
+    from asr_adapt.adapt.lora import LoraSettings
+    from asr_adapt.adapt.attach import attach_lora
     from asr_adapt.profiles.profile import Profile
 
     profile = Profile.create(name, base_model=str(tiny_whisper_dir), base_weights_sha256=None)
