@@ -119,7 +119,7 @@ def transcript_losses(loaded: "LoadedModel", audios: Sequence[np.ndarray], texts
 
 def pseudo_label(loaded: "LoadedModel", pieces: Sequence, options: SelfTrainOptions | None = None,
                  progress: bool = False) -> PseudoLabels:
-    """Transcribe unlabeled ``pieces`` (:class:`~asr_adapt.unlabeled.UnlabeledPiece`) with
+    """Transcribe unlabeled ``pieces`` (:class:`~asr_adapt.data.unlabeled.UnlabeledPiece`) with
     ``loaded`` (its adapter in place) and keep the surest ``options.keep_share`` of them."""
     from asr_adapt.models.transcriber import Transcriber
     from asr_adapt.models.repetition import is_runaway

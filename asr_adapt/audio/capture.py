@@ -64,8 +64,9 @@ class SpeechDetector:
             self._lead_in = []
 
     def _classify(self, level: float) -> None:
-        assert self.threshold is not None
-        if level > self.threshold:
+        # Called only once the noise floor is known (lead-in frames wait for it).
+        threshold = self.threshold if self.threshold is not None else float("inf")
+        if level > threshold:
             self.voiced_frames += 1
             self.trailing_silent_frames = 0
         else:

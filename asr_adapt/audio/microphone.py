@@ -138,7 +138,8 @@ class MicrophoneSource:
 
     def _choose_settings(self, sd: Any) -> tuple[int, int]:
         """16 kHz mono when the device can, else its default rate and/or two channels."""
-        assert self.device is not None
+        if self.device is None:  # open() resolves the device before choosing settings
+            raise MicrophoneError("no input device chosen; open the microphone first")
         default_rate = int(round(self.device["default_samplerate"])) or SAMPLE_RATE
         rates = [SAMPLE_RATE] + ([default_rate] if default_rate != SAMPLE_RATE else [])
         channel_options = [1] + ([2] if self.device["channels"] >= 2 else [])
@@ -232,7 +233,8 @@ class MicrophoneSource:
 
     def _convert(self, raw: np.ndarray) -> np.ndarray:
         mono = raw.mean(axis=1) if raw.ndim == 2 and raw.shape[1] > 1 else raw.reshape(-1)
-        assert self._resampler is not None
+        if self._resampler is None:  # set by open(); blocks only arrive after it
+            raise MicrophoneError("the microphone is not open")
         return self._resampler(np.ascontiguousarray(mono, dtype=np.float32))
 
     def _check_alive(self) -> None:

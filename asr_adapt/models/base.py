@@ -63,9 +63,9 @@ class Backend(ABC):
     @abstractmethod
     def streaming_decoder(self, loaded: LoadedModel, max_new_tokens: int = 440,
                           encoder_window: str | float | None = None) -> Callable[[np.ndarray, str], str]:
-        """A ``(buffer, prompt) -> text`` callable for :class:`~asr_adapt.streaming.StreamingProcessor`.
+        """A ``(buffer, prompt) -> text`` callable for :class:`~asr_adapt.decode.streaming.StreamingProcessor`.
         It must read ``loaded.model`` at every call (profile switches change it).
-        ``encoder_window``: see :func:`asr_adapt.streaming.check_encoder_window` (Whisper)."""
+        ``encoder_window``: see :func:`asr_adapt.decode.streaming.check_encoder_window` (Whisper)."""
 
     # ------------------------------------------------------------------ training
     @abstractmethod

@@ -33,7 +33,7 @@ class TranscribeOptions:
     #: otherwise; or a number of seconds, the shortest window, for any model.
     #: "full" by default, as measured with a beam of 5 (BENCHMARKS.md): "auto" gave the sample
     #: speaker 9.95% instead of 10.26% WER (3 seeds) but adult speechocean762 groups 26.3%
-    #: instead of 24.8% (2 adapted seeds). See :mod:`asr_adapt.encoder_window`.
+    #: instead of 24.8% (2 adapted seeds). See :mod:`asr_adapt.models.whisper.encoder_window`.
     encoder_window: str | float = "full"
 
     def __post_init__(self) -> None:

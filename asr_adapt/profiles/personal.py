@@ -70,7 +70,7 @@ def apply_adapter(loaded: LoadedModel, profile: Profile, merge: bool = True) -> 
 def reads_best_in_short_windows(profile: Profile) -> bool:
     """Whether the profile's adapter reads short encoder windows best: then live (and offline
     ``--encoder-window auto``) transcription gives it short windows, 4x cheaper steps on a
-    CPU (see :mod:`asr_adapt.encoder_window`). That needs an adapter trained on short windows
+    CPU (see :mod:`asr_adapt.models.whisper.encoder_window`). That needs an adapter trained on short windows
     only, with LoRA in the decoder too. Measured on the sample voice (BENCHMARKS.md):
 
     - an adapter that saw 30 s windows too (half and half) gave 14.1% WER in short windows

@@ -1,4 +1,4 @@
-"""Run a model over a labeled manifest and score it (transcription + :mod:`.evaluation`)."""
+"""Run a model over a labeled manifest and score it (transcription + :mod:`asr_adapt.data.scoring`)."""
 
 from __future__ import annotations
 

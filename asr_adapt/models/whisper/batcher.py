@@ -16,7 +16,7 @@ from asr_adapt.models.whisper.text_style import to_whisper_style
 
 class WhisperBatcher:
     """Whisper's training batches: features and teacher-forcing tokens for a batch of windows
-    (the CTC counterpart is :class:`asr_adapt.ctc.CtcBatcher`)."""
+    (the CTC counterpart is :class:`asr_adapt.models.ctc.CtcBatcher`)."""
 
     def __init__(self, loaded: LoadedModel):
         self.processor = loaded.processor

@@ -27,7 +27,7 @@ class WhisperDecoder:
     loop, or a prompt, goes through ``generate`` as in offline transcription.
 
     Reads ``loaded.model`` at every call, so a profile switch (which changes the model's
-    weights in place, see :class:`asr_adapt.personal.AdapterSwitcher`) takes effect at the
+    weights in place, see :class:`asr_adapt.profiles.personal.AdapterSwitcher`) takes effect at the
     next step. On CUDA the features go in the model's dtype (float16/bfloat16).
     """
 
