@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from asr_adapt.cli.main import main
-from test_cli import assert_one_line_error, run_cli
+from cli_runner import assert_one_line_error, run_cli
 from wav2vec2_models import TONE_TEXTS, build_tiny_ctc, one_thread, tone_utterance  # noqa: F401 (fixture)
 
 from asr_adapt.data.manifest import Utterance, write_manifest

@@ -16,7 +16,7 @@ from asr_adapt.data.manifest import (
 )
 from asr_adapt.data.importers import import_folder, import_kaldi, load_any
 
-SHARED_MANIFEST = (Path(__file__).resolve().parents[1].parent
+SHARED_MANIFEST = (Path(__file__).resolve().parents[2].parent
                    / "shared/data/speechocean762/train/manifest.jsonl")
 
 

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import SAMPLES
-from test_cli import run_cli
-from test_compare import make_report
+from cli_runner import run_cli
+from fake_reports import make_report
 
 #: The summary's lines, as `asr-adapt demo` prints them on stdout.
 SUMMARY = [r"^WER on held-out sample speech: [\d.]+% -> [\d.]+% \([\d.]+% relative (reduction|increase)\)$",

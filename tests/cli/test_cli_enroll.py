@@ -10,7 +10,7 @@ import soundfile as sf
 from asr_adapt.data.manifest import Utterance, read_manifest, write_manifest
 from asr_adapt.profiles.profile import Profile
 from conftest import REPO, sine
-from test_cli import FAST, assert_one_line_error, run_cli
+from cli_runner import FAST, assert_one_line_error, run_cli
 
 
 @pytest.fixture(autouse=True)

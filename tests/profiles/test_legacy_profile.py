@@ -16,7 +16,7 @@ from asr_adapt.profiles.store import list_profiles
 
 from conftest import read_samples_manifest
 
-LEGACY = Path(__file__).parent / "data" / "legacy_profile"
+LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_profile"
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import soundfile as sf
 
 from asr_adapt.profiles.profile import Profile
 from conftest import sine
-from test_cli import assert_one_line_error, run_cli
+from cli_runner import assert_one_line_error, run_cli
 from test_cli_enroll import _manifest
 
 

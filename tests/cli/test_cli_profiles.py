@@ -13,7 +13,7 @@ import pytest
 from asr_adapt.cli import main as cli_main
 from asr_adapt.profiles.profile import Profile
 from conftest import sine
-from test_profiles import fake_adapter
+from fake_profiles import fake_adapter
 
 
 @pytest.fixture(autouse=True)

@@ -5,36 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fake_profiles import make_profile
 from asr_adapt.profiles.info import ProfileError
 
 
 @pytest.fixture(autouse=True)
 def profiles_home(monkeypatch, tmp_path):
     monkeypatch.setenv("ASR_ADAPT_HOME", str(tmp_path / "home"))
-
-
-def make_profile(name, tiny_whisper_dir, seed=1, with_adapter=True):
-    """A profile on the tiny model whose LoRA adapter has random (seeded) B weights, so that
-    it changes the outputs and two seeds give two different adapters."""
-    import torch
-    from transformers import WhisperForConditionalGeneration
-
-    from asr_adapt.adapt.lora import LoraSettings
-    from asr_adapt.adapt.attach import attach_lora
-    from asr_adapt.profiles.profile import Profile
-
-    profile = Profile.create(name, base_model=str(tiny_whisper_dir), base_weights_sha256=None)
-    if with_adapter:
-        model = WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            peft_model = attach_lora(model, LoraSettings(rank=2))
-            with torch.no_grad():
-                for param_name, param in peft_model.named_parameters():
-                    if "lora_B" in param_name:
-                        param.copy_(0.05 * torch.randn(param.shape))
-        profile.commit_adapter(lambda d: peft_model.save_pretrained(d), settings={}, metrics={})
-    return profile
 
 
 def logits(loaded):

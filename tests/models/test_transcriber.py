@@ -123,7 +123,7 @@ def test_beam_search_cache_gives_the_same_beams(bundled_model):
 
     from asr_adapt.models.whisper.decode import beam_search_cache, generate_cache_keyword
 
-    test_dir = Path(__file__).resolve().parents[1] / "samples" / "test"
+    test_dir = Path(__file__).resolve().parents[2] / "samples" / "test"
     clips = [load_audio(path) for path in sorted(test_dir.glob("*.flac"))[:3]]
     features = bundled_model.processor.feature_extractor(clips, sampling_rate=SAMPLE_RATE, return_tensors="pt")
     kwargs = dict(num_beams=4, num_return_sequences=4, do_sample=False, max_new_tokens=24)

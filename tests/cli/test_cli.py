@@ -10,31 +10,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_adapt.cli.main import main
+from cli_runner import FAST, assert_one_line_error, run_cli
 from asr_adapt.data.manifest import Utterance, write_manifest
 from conftest import REPO, sine
 
 
 #: A random tiny model babbles until the token limit: keep its outputs short.
-FAST = ("--max-new-tokens", "4")
-
-
-def run_cli(capsys, *argv):
-    capsys.readouterr()  # drop what building fixtures printed
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code, err, pattern):
-    import re
-
-    assert code == 2
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("asr-adapt: error:")
-    assert re.search(pattern, lines[0]), lines[0]
-    assert "Traceback" not in err
 
 
 @pytest.fixture

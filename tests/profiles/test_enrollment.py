@@ -458,7 +458,7 @@ def test_lost_microphone_during_enrollment(home, prompts_file):
 
 
 def test_no_microphone_creates_nothing(home, prompts_file, monkeypatch):
-    from test_microphone import fake_sounddevice, patch_sounddevice
+    from fake_sounddevice import fake_sounddevice, patch_sounddevice
 
     patch_sounddevice(monkeypatch, lambda: fake_sounddevice(devices=[], default_input=-1))
     with pytest.raises(MicrophoneError) as caught:
@@ -469,7 +469,7 @@ def test_no_microphone_creates_nothing(home, prompts_file, monkeypatch):
 
 
 def test_missing_portaudio_creates_nothing(home, prompts_file, monkeypatch):
-    from test_microphone import patch_sounddevice
+    from fake_sounddevice import patch_sounddevice
 
     def missing():
         raise MicrophoneError(PORTAUDIO_MISSING)
@@ -481,7 +481,7 @@ def test_missing_portaudio_creates_nothing(home, prompts_file, monkeypatch):
 
 
 def test_enroll_needs_a_terminal(home, prompts_file, monkeypatch, capsys):
-    from test_cli import assert_one_line_error, run_cli
+    from cli_runner import assert_one_line_error, run_cli
 
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     with pytest.raises(EnrollmentError) as caught:

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from asr_adapt.data.manifest import Utterance, write_manifest
 from conftest import sine
-from test_cli import assert_one_line_error, run_cli
+from cli_runner import assert_one_line_error, run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: A random tiny model babbles until the token limit: keep its outputs short.

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from fake_profiles import fake_adapter
 from asr_adapt.profiles import adapters, store
 from asr_adapt.core.errors import AsrAdaptError
 from asr_adapt.data.manifest import Utterance
@@ -46,15 +47,6 @@ def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
-
-
-def fake_adapter(folder: Path, peft_type: str = "LORA", value: float = 0.0) -> None:
-    """What PEFT save_pretrained writes, in miniature."""
-    import torch
-    from safetensors.torch import save_file
-
-    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": peft_type, "r": 2}))
-    save_file({"lora_A": torch.full((2, 2), value)}, str(folder / "adapter_model.safetensors"))
 
 
 def tree_digest(folder: Path) -> dict[str, str]:

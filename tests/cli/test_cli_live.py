@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import read_samples_manifest
-from test_cli import assert_one_line_error, run_cli
-from test_microphone import device, fake_sounddevice, patch_sounddevice
+from cli_runner import assert_one_line_error, run_cli
+from fake_sounddevice import device, fake_sounddevice, patch_sounddevice
 
 
 @pytest.fixture(autouse=True)
@@ -175,7 +175,7 @@ def test_live_through_a_virtual_microphone(tmp_path, bundled_model):
 
 
 def test_keep_audio_stores_the_replayed_speech_in_the_profile(capsys, tmp_path, tiny_whisper_dir):
-    from test_live import make_profile
+    from fake_profiles import make_profile
 
     from asr_adapt.profiles.profile import Profile
 

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
+from tiny_data import tiny_utterances
 from asr_adapt.core.errors import OptionsError
 from asr_adapt.adapt.lora import LoraSettings
 from asr_adapt.adapt.attach import attach_lora
@@ -111,7 +111,7 @@ def test_auto_placement_is_the_encoder_for_one_voice_and_both_for_a_group(tiny_w
     monkeypatch.setattr(training, "heldout_wer", lambda *a, **k: 0.5)
     options = TrainOptions(epochs=1, pack_seconds=0, min_heldout=2)
     for speakers, where in (("s", "encoder"), ("ab", "both")):
-        utterances = [replace(u, speaker=speakers[i % len(speakers)]) for i, u in enumerate(_tiny_utterances(tmp_path))]
+        utterances = [replace(u, speaker=speakers[i % len(speakers)]) for i, u in enumerate(tiny_utterances(tmp_path))]
         loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
         peft_model, result = train_adapter(loaded, utterances, LoraSettings(rank=2), options)
         names = [n for n, p in peft_model.named_parameters() if p.requires_grad]
@@ -146,16 +146,6 @@ def test_teacher_forcing_targets(tiny_whisper_dir):
     assert batch["labels"][1].tolist()[-1] == -100  # the shorter row is padded out of the loss
 
 
-def _tiny_utterances(tmp_path, count=10):
-    words = ["alpha", "bravo", "charlie", "delta", "echo"]
-    utterances = []
-    for i in range(count):
-        path = tmp_path / f"u{i}.wav"
-        sf.write(path, sine(1.0 + 0.1 * i, freq=200 + 120 * (i % 5)), 16000)
-        utterances.append(Utterance(id=f"u{i}", audio=path, text=words[i % 5].upper(), speaker="s"))
-    return utterances
-
-
 def test_training_lowers_the_loss_and_keeps_the_best_epoch(tiny_whisper_dir, tmp_path):
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     # A random 16-wide model with 0.02-scale embeddings cannot express confident logits at
@@ -165,7 +155,7 @@ def test_training_lowers_the_loss_and_keeps_the_best_epoch(tiny_whisper_dir, tmp
     options = TrainOptions(epochs=10, learning_rate=3e-2, batch_size=4, pack_seconds=0, patience=10,
                            min_heldout=2, warmup_fraction=0.0)
     # Both halves, as for a group: the widened decoder norm is what lets the loss move here.
-    peft_model, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=4, where="both"),
+    peft_model, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=4, where="both"),
                                        options)
     losses = [r.train_loss for r in result.history[1:]]
     assert losses[-1] < 0.7 * losses[0], losses  # measured: about 16 -> 9.5
@@ -181,7 +171,7 @@ def test_adapter_round_trips_through_plain_peft(tiny_whisper_dir, tmp_path):
 
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     options = TrainOptions(epochs=2, learning_rate=2e-2, pack_seconds=0, min_heldout=2, patience=5)
-    peft_model, _ = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=4), options)
+    peft_model, _ = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=4), options)
     # Model selection may keep epoch 0 (B = 0, no change) on a random model: give the
     # adapter non-zero weights so that the round trip has something to carry.
     with torch.no_grad():
@@ -206,12 +196,12 @@ def test_adapter_round_trips_through_plain_peft(tiny_whisper_dir, tmp_path):
 def test_too_few_utterances(tiny_whisper_dir, tmp_path):
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     with pytest.raises(TrainingError, match="too few"):
-        train_adapter(loaded, _tiny_utterances(tmp_path, count=5))
+        train_adapter(loaded, tiny_utterances(tmp_path, count=5))
 
 
 def test_utterance_without_text_is_refused(tiny_whisper_dir, tmp_path):
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
-    utterances = _tiny_utterances(tmp_path)
+    utterances = tiny_utterances(tmp_path)
     utterances[3] = Utterance(id="blank", audio=utterances[3].audio, text="  ")
     with pytest.raises(TrainingError, match="'blank' has no text"):
         train_adapter(loaded, utterances, options=TrainOptions(min_heldout=2))
@@ -234,7 +224,7 @@ def test_no_early_stop_before_min_epochs(tiny_whisper_dir, tmp_path, monkeypatch
     _judged(monkeypatch, [1.0] * 10, [0.5] + [0.6] * 9)  # every adapted epoch is worse
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     options = TrainOptions(epochs=6, pack_seconds=0, min_heldout=2, patience=1, min_epochs=min_epochs)
-    _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
+    _, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.epochs_run == expected and result.stopped_early and result.best_epoch == 0
     assert not result.improved
 
@@ -249,7 +239,7 @@ def test_an_adapter_tying_the_base_model_is_kept(tiny_whisper_dir, tmp_path, mon
     _judged(monkeypatch, losses)
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     options = TrainOptions(epochs=4, pack_seconds=0, min_heldout=2, patience=5)
-    _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
+    _, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.best_epoch == best and result.improved
 
 
@@ -257,7 +247,7 @@ def test_a_worse_adapter_is_not_kept(tiny_whisper_dir, tmp_path, monkeypatch):
     _judged(monkeypatch, [1.0, 0.5, 0.4, 0.3, 0.2], [0.5, 0.51, 0.55, 0.6, 0.52])
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     options = TrainOptions(epochs=4, pack_seconds=0, min_heldout=2, patience=5)
-    _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
+    _, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.best_epoch == 0 and not result.improved
 
 
@@ -265,7 +255,7 @@ def test_equal_heldout_wers_are_decided_by_heldout_loss(tiny_whisper_dir, tmp_pa
     _judged(monkeypatch, [1.0, 0.9, 0.95, 0.8, 0.85])
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     options = TrainOptions(epochs=4, pack_seconds=0, min_heldout=2, patience=5)
-    _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
+    _, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.best_epoch == 3 and result.improved
     assert [r.heldout_loss for r in result.history] == [1.0, 0.9, 0.95, 0.8, 0.85]
 
@@ -277,7 +267,7 @@ def test_selection_last_trains_every_epoch_and_keeps_the_last(tiny_whisper_dir, 
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     options = TrainOptions(epochs=4, pack_seconds=0, min_heldout=2, patience=1, min_epochs=1, selection="last")
     kept = {}
-    _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options,
+    _, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=2), options,
                               on_epoch=lambda record: kept.__setitem__(record.epoch, {
                                   k: v.detach().clone() for k, v in loaded.model.state_dict().items()
                                   if "lora_B" in k}))
@@ -294,7 +284,7 @@ def test_heldout_loss_is_the_mean_token_loss(tiny_whisper_dir, tmp_path):
 
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     batcher = WhisperBatcher(loaded)
-    examples = load_examples(_tiny_utterances(tmp_path)[:3], batcher.target_text)
+    examples = load_examples(tiny_utterances(tmp_path)[:3], batcher.target_text)
     together = heldout_loss(loaded.model, batcher, examples, 3, contextlib.nullcontext())
     one_by_one = heldout_loss(loaded.model, batcher, examples, 1, contextlib.nullcontext())
     assert together == pytest.approx(one_by_one, rel=1e-4) and together > 0
@@ -343,5 +333,5 @@ def test_short_window_training_reaches_the_encoder_adapters_and_is_recorded(tiny
 
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     options = TrainOptions(epochs=1, pack_seconds=0, min_heldout=2, short_window_share=0.5)
-    _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
+    _, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.options["short_window_share"] == 0.5 and result.epochs_run == 1

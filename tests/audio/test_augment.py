@@ -14,7 +14,7 @@ from asr_adapt.models.whisper.batcher import WhisperBatcher
 from asr_adapt.adapt.options import TrainOptions
 from asr_adapt.adapt.training import train_adapter
 from conftest import sine
-from test_training import _tiny_utterances
+from tiny_data import tiny_utterances
 
 
 def _peak_hz(audio: np.ndarray) -> float:
@@ -78,7 +78,7 @@ def test_training_augments_what_it_trains_on_and_judges_the_real_audio(tiny_whis
     monkeypatch.setattr(WhisperBatcher, "features", watching_features)
     options = TrainOptions(epochs=2, pack_seconds=0, min_heldout=2, spec_augment=True,
                            speed_factors=[0.8], learning_rate=1e-2)
-    _, result = train_adapter(loaded, _tiny_utterances(tmp_path), LoraSettings(rank=2), options)
+    _, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.options["speed_factors"] == (0.8,) and result.options["spec_augment"] is True
     assert result.epochs_run == 2
     # Every training batch was augmented; the 8 training utterances were slowed to 1/0.8 of
