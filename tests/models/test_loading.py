@@ -126,6 +126,8 @@ def test_cuda_without_gpu_is_a_clear_error():
 
 
 def test_list_models_reports_installation():
-    names = {entry["name"]: entry for entry in models.list_models()}
+    from asr_adapt.models.bundled import list_models
+
+    names = {entry["name"]: entry for entry in list_models()}
     assert names["whisper-tiny.en"]["installed"]
     assert "whisper-base" in names
