@@ -10,7 +10,6 @@ together and the probe toward 0.5.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from asr_adapt.audio.io import SAMPLE_RATE
+from asr_adapt.core.files import save_figure_atomic
 from asr_adapt.adapt.domain import select_layer
 
 
@@ -161,16 +161,7 @@ def plot_projection(projection: Projection, path: str | Path) -> Path:
     layer = "output" if projection.layer == -1 else f"layer {projection.layer}"
     figure.suptitle(f"Encoder states ({layer}), {projection.labeled} labeled vs {projection.unlabeled} "
                     "unlabeled utterances, PCA", fontsize=11)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(temp, format="png")
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
+    return save_figure_atomic(figure, path)
 
 
 __all__ = ["Projection", "ProjectionPanel", "domain_projection", "make_panel", "pca_2d", "plot_projection",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def copy_file_atomic(source: str | Path, path: str | Path) -> Path:
@@ -43,3 +44,18 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def save_figure_atomic(figure: Any, path: str | Path) -> Path:
+    """Save a matplotlib ``figure`` as PNG at ``path`` through a temporary file and a rename,
+    so that no half-written picture is left behind; return ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        figure.savefig(temp, format="png")
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return path

@@ -6,10 +6,10 @@ state. matplotlib is imported only when a chart is drawn.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from asr_adapt.core.files import save_figure_atomic
 from asr_adapt.report.compare import Comparison, SpeakerChange
 from asr_adapt.report.markdown import describe_reduction, percent
 
@@ -42,7 +42,7 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     if len(speakers) > len(shown):
         title += f"; {len(shown)} of {len(speakers)} speakers shown, worst first"
     figure.suptitle(title, fontsize=11)
-    return _save_png(figure, Path(path))
+    return save_figure_atomic(figure, path)
 
 
 def _worst_speakers_first(c: Comparison) -> list[tuple[str, SpeakerChange]]:
@@ -82,18 +82,6 @@ def _title(c: Comparison) -> str:
     return (f"WER {c.labels[0]} → {c.labels[1]}\n{percent(c.wer_before)}% → "
             f"{percent(c.wer_after)}% ({describe_reduction(c.wer_relative_reduction)})")
 
-
-def _save_png(figure: Any, path: Path) -> Path:
-    """Write ``figure`` to ``path`` through a temporary file, so no half-written chart stays."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(temp, format="png")
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 __all__ = ["MAX_PLOT_SPEAKERS", "plot_comparison"]

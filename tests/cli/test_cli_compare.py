@@ -8,6 +8,7 @@ import re
 import pytest
 import soundfile as sf
 
+from fake_profiles import make_profile
 from asr_adapt.data.manifest import Utterance, write_manifest
 from conftest import sine
 from cli_runner import assert_one_line_error, run_cli
@@ -41,28 +42,6 @@ def no_model_load(monkeypatch):
 
     monkeypatch.setattr(models, "resolve_model", lambda *a, **k: pytest.fail("model loaded"))
 
-def make_profile(name, tiny_whisper_dir, with_adapter=True):
-    """A profile on the tiny model, with a LoRA adapter whose B weights are random (so that
-    it changes the outputs; a fresh LoRA adapter is an exact no-op)."""
-    import torch
-    from transformers import WhisperForConditionalGeneration
-
-    from asr_adapt.adapt.lora import LoraSettings
-    from asr_adapt.adapt.attach import attach_lora
-    from asr_adapt.profiles.profile import Profile
-
-    profile = Profile.create(name, base_model=str(tiny_whisper_dir), base_weights_sha256=None)
-    if with_adapter:
-        model = WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir)
-        with torch.random.fork_rng():  # LoRA A is drawn from the global RNG: fix it, locally
-            torch.manual_seed(1)
-            peft_model = attach_lora(model, LoraSettings(rank=2))
-            with torch.no_grad():
-                for param_name, param in peft_model.named_parameters():
-                    if "lora_B" in param_name:
-                        param.copy_(0.05 * torch.randn(param.shape))
-        profile.commit_adapter(lambda d: peft_model.save_pretrained(d), settings={}, metrics={})
-    return profile
 
 def make_manifest(folder, with_text=True):
     folder.mkdir(parents=True, exist_ok=True)
