@@ -18,9 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from asr_adapt.adapt.options import DomainOptions
 from asr_adapt.adapt.lora import LoraSettings
-from asr_adapt.adapt.options import TrainOptions, TrainingError
+from asr_adapt.adapt.options import DomainOptions, TrainOptions
 from asr_adapt.data.manifest import Utterance
 from asr_adapt.data.importers import load_any
 from asr_adapt.models.base import LoadedModel
@@ -31,13 +30,10 @@ from asr_adapt.models.transcriber import Transcriber, Transcript
 from asr_adapt.profiles import adaptation
 from asr_adapt.profiles.adaptation import AdaptReport
 from asr_adapt.profiles.personal import load_profile_model, require_adapter
+from asr_adapt.profiles.from_recordings import create_profile, load_enrollment
 from asr_adapt.profiles.profile import Profile
 from asr_adapt.report.compare import Comparison
 from asr_adapt.report.profile_compare import compare_profile
-
-#: Fewer utterances than this are not enough to adapt to (about a minute of speech).
-MIN_ENROLLMENT_UTTERANCES = 8
-
 
 def load_model(name: str | None = None, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Load a model: a bundled name (default ``whisper-tiny.en``, offline), a local
@@ -57,16 +53,8 @@ def enroll(name: str, recordings: str | Path, model: str = DEFAULT_MODEL, force:
     manifest, or a Kaldi data folder; the audio is checked and copied into the profile. An
     existing profile is only replaced with ``force``. Several speakers make a group profile.
     """
-    utterances = load_any(recordings, require_text=True)
-    if len(utterances) < MIN_ENROLLMENT_UTTERANCES:
-        raise TrainingError(f"{recordings} holds {len(utterances)} utterances; enrollment needs at least "
-                            f"{MIN_ENROLLMENT_UTTERANCES} (about a minute of speech; five minutes work best)")
-    loaded = resolve_model(model, device="cpu")  # records which weights the profile is for
-    loaded.engine.check_transcripts(loaded, [(u.id, u.text) for u in utterances if u.text])
-    speakers = {u.speaker for u in utterances}
-    profile = Profile.create(name, base_model=model, base_weights_sha256=loaded.weights_sha256,
-                             backend=loaded.backend, kind="group" if len(speakers) > 1 else "speaker",
-                             force=force)
+    utterances = load_enrollment(recordings)
+    profile = create_profile(name, model, utterances, force=force)
     profile.import_enrollment(utterances)
     return profile
 

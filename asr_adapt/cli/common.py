@@ -241,3 +241,18 @@ def print_adapt_report(report, stream) -> None:
         print(f"warning: {warning}", file=stream)
     if report.saved:
         print(f"adapter saved: {report.adapter_dir}", file=stream)
+
+
+def print_input_devices(none_hint: str) -> int:
+    """``--list-devices``: one line per audio input (index, name, channels, rate); when there is
+    none, say so with ``none_hint`` (what to do instead)."""
+    from asr_adapt.audio.devices import list_input_devices
+
+    devices = list_input_devices()
+    for device in devices:
+        mark = " (default)" if device.get("is_default") else ""
+        print(f"{device['index']}\t{device['name']}{mark}\t{device['channels']} ch, "
+              f"{device['default_samplerate']:.0f} Hz")
+    if not devices:
+        print(f"no audio inputs found; {none_hint}")
+    return 0

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from asr_adapt.cli.common import (
-    add_model_arguments, add_training_arguments, domain_settings, print_adapt_report, self_train_settings,
+    add_model_arguments, add_training_arguments, domain_settings, print_adapt_report, print_input_devices,
+    self_train_settings,
     training_settings,
 )
 
@@ -39,7 +40,7 @@ def run(args) -> int:
     from asr_adapt.profiles.info import validate_profile_name
 
     if args.list_devices:
-        return _list_devices()
+        return print_input_devices("enroll from recordings with --from DIR")
 
     validate_profile_name(args.name)
     if args.add and args.force:
@@ -89,31 +90,13 @@ def run(args) -> int:
     return 0 if report.saved else 1
 
 
-def _list_devices() -> int:
-    from asr_adapt.audio.devices import list_input_devices
-
-    devices = list_input_devices()
-    for device in devices:
-        mark = " (default)" if device.get("is_default") else ""
-        print(f"{device['index']}\t{device['name']}{mark}\t{device['channels']} ch, "
-              f"{device['default_samplerate']:.0f} Hz")
-    if not devices:
-        print("no audio inputs found; enroll from recordings with --from DIR")
-    return 0
-
-
 def _import(args):
     """Enroll from recordings; returns the profile, or None when the user cancelled."""
-    from asr_adapt.data.importers import load_any
     from asr_adapt.data.manifest import summarize
-    from asr_adapt.models.loading import resolve_model
+    from asr_adapt.profiles.from_recordings import create_profile, load_enrollment
     from asr_adapt.profiles.profile import Profile
-    from asr_adapt.adapt.options import TrainingError
 
-    utterances = load_any(args.source, require_text=True)
-    if len(utterances) < 8:
-        raise TrainingError(f"{args.source} holds {len(utterances)} utterances; enrollment needs at least 8 "
-                            "(about a minute of speech; five minutes work best)")
+    utterances = load_enrollment(args.source)
     action = _existing_profile_action(args)
     if action == "cancel":
         print(f"cancelled; profile '{args.name}' is unchanged", file=sys.stderr)
@@ -122,13 +105,7 @@ def _import(args):
         profile = Profile.open(args.name)
         _check_same_model(args, profile)
     else:
-        loaded = resolve_model(args.model, device="cpu")  # only to record which weights the profile is for
-        # Text a CTC vocabulary cannot spell is refused now, not after the import.
-        loaded.engine.check_transcripts(loaded, [(u.id, u.text) for u in utterances if u.text])
-        speakers = {u.speaker for u in utterances}
-        profile = Profile.create(args.name, base_model=args.model, base_weights_sha256=loaded.weights_sha256,
-                                 backend=loaded.backend, kind="group" if len(speakers) > 1 else "speaker",
-                                 force=args.force)
+        profile = create_profile(args.name, args.model, utterances, force=args.force)
     count = profile.import_enrollment(utterances)
     print(f"enrolled {count} utterances into '{profile.name}': {summarize(profile.enrollment_utterances())}",
           file=sys.stderr)

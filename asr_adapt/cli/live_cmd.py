@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from asr_adapt.cli.common import add_model_arguments
+from asr_adapt.cli.common import add_model_arguments, print_input_devices
 
 NO_MICROPHONE_LIVE = ("no microphone found; plug one in (see --list-devices), or transcribe a "
                       "recording with --replay FILE")
@@ -71,7 +71,7 @@ def run(args) -> int:
     from asr_adapt.models.options import check_encoder_window
 
     if args.list_devices:
-        return _list_devices()
+        return print_input_devices("transcribe a recording with --replay FILE")
     options = StreamingOptions(hop_seconds=args.hop, pause_seconds=args.pause, use_prompt=args.prompt,
                                force_committed=args.force_committed, cut_pause_seconds=min(0.15, args.pause))
     live_options = LiveOptions()
@@ -255,14 +255,3 @@ def _interactive() -> bool:
         return False
 
 
-def _list_devices() -> int:
-    from asr_adapt.audio.devices import list_input_devices
-
-    devices = list_input_devices()
-    for device in devices:
-        mark = " (default)" if device.get("is_default") else ""
-        print(f"{device['index']}\t{device['name']}{mark}\t{device['channels']} ch, "
-              f"{device['default_samplerate']:.0f} Hz")
-    if not devices:
-        print("no audio inputs found; transcribe a recording with --replay FILE")
-    return 0

@@ -1,0 +1,43 @@
+"""A profile from existing recordings: read and check them, create the profile on its model.
+
+What ``asr-adapt enroll NAME --from DIR`` and :func:`asr_adapt.enroll` share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from asr_adapt.adapt.options import TrainingError
+from asr_adapt.data.importers import load_any
+from asr_adapt.data.manifest import Utterance
+from asr_adapt.models.loading import resolve_model
+from asr_adapt.profiles.profile import Profile
+
+#: Fewer utterances than this are not enough to adapt to (about a minute of speech).
+MIN_ENROLLMENT_UTTERANCES = 8
+
+
+def load_enrollment(source: str | Path) -> list[Utterance]:
+    """The transcribed utterances of ``source`` (a folder of audio + .txt, a Kaldi data dir or a
+    JSONL manifest); TrainingError when there are too few to enroll."""
+    utterances = load_any(source, require_text=True)
+    if len(utterances) < MIN_ENROLLMENT_UTTERANCES:
+        raise TrainingError(f"{source} holds {len(utterances)} utterances; enrollment needs at least "
+                            f"{MIN_ENROLLMENT_UTTERANCES} (about a minute of speech; five minutes work best)")
+    return utterances
+
+
+def create_profile(name: str, model: str, utterances: Sequence[Utterance], force: bool = False) -> Profile:
+    """Create profile ``name`` on ``model`` for ``utterances`` (a group when several speakers).
+
+    The model is loaded on the CPU only to record which weights the profile is for, and to
+    refuse text its vocabulary cannot spell now rather than after the import."""
+    loaded = resolve_model(model, device="cpu")
+    loaded.engine.check_transcripts(loaded, [(u.id, u.text) for u in utterances if u.text])
+    speakers = {u.speaker for u in utterances}
+    return Profile.create(name, base_model=model, base_weights_sha256=loaded.weights_sha256,
+                          backend=loaded.backend, kind="group" if len(speakers) > 1 else "speaker", force=force)
+
+
+__all__ = ["MIN_ENROLLMENT_UTTERANCES", "create_profile", "load_enrollment"]
