@@ -21,6 +21,12 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "speechocean762" / "train"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 
+# The whole library, imported before any test stands in for one of its functions: a module
+# imported for the first time inside such a test would keep the stand-in for the rest of
+# the run (e.g. `from asr_adapt.models.loading import resolve_model` while a test has
+# replaced it with a failure), and later tests would fail depending on their order.
+import asr_adapt.api  # noqa: E402,F401
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
@@ -105,3 +111,21 @@ def read_samples_manifest(part: str):
     if not path.is_file():
         pytest.skip(f"{path} is missing: run python recipes/make_samples.py --out samples")
     return read_manifest(path)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A private ASR_ADAPT_HOME; returns the profiles root inside it."""
+    monkeypatch.setenv("ASR_ADAPT_HOME", str(tmp_path / "home"))
+    return tmp_path / "home" / "profiles"
+
+
+@pytest.fixture
+def use_fake(monkeypatch):
+    """``use_fake(sd)``: make asr_adapt see the fake sounddevice module ``sd`` (tests/fake_sounddevice.py)."""
+    from fake_sounddevice import patch_sounddevice
+
+    def install(sd):
+        patch_sounddevice(monkeypatch, lambda: sd)
+        return sd
+    return install

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from fake_sounddevice import device, fake_sounddevice, patch_sounddevice
+from fake_sounddevice import device, fake_sounddevice
 from asr_adapt.audio.devices import (
     NO_MICROPHONE, PORTAUDIO_MISSING, MicrophoneError, import_sounddevice, list_input_devices,
     resolve_input_device,
@@ -19,14 +19,6 @@ from asr_adapt.audio.io import SAMPLE_RATE
 from asr_adapt.audio.microphone import MicrophoneSource
 from asr_adapt.audio.sources import ArraySource, AudioSource
 from asr_adapt.core.errors import AsrAdaptError
-
-
-@pytest.fixture
-def use_fake(monkeypatch):
-    def install(sd):
-        patch_sounddevice(monkeypatch, lambda: sd)
-        return sd
-    return install
 
 
 def tone(seconds: float, rate: int = SAMPLE_RATE, amplitude: float = 0.3) -> np.ndarray:

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from conftest import read_samples_manifest
 from cli_runner import assert_one_line_error, run_cli
-from fake_sounddevice import device, fake_sounddevice, patch_sounddevice
+from fake_sounddevice import device, fake_sounddevice
 
 
 @pytest.fixture(autouse=True)
@@ -27,14 +27,6 @@ def no_model_load(monkeypatch):
     from asr_adapt.models import loading as models
 
     monkeypatch.setattr(models, "resolve_model", lambda *a, **k: pytest.fail("model loaded"))
-
-
-@pytest.fixture
-def use_fake(monkeypatch):
-    def install(sd):
-        patch_sounddevice(monkeypatch, lambda: sd)
-        return sd
-    return install
 
 
 def samples_audio(tmp_path, count, gap=0.5):

@@ -6,7 +6,6 @@ import json
 import re
 import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 
@@ -20,12 +19,6 @@ from fake_profiles import fake_adapter
 def only_profiles_command(monkeypatch):
     # The other sub-commands load models; these tests need none of them.
     monkeypatch.setattr(cli_main, "COMMANDS", ("profiles_cmd",))
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("ASR_ADAPT_HOME", str(tmp_path / "home"))
-    return tmp_path / "home" / "profiles"
 
 
 @pytest.fixture

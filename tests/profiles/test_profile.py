@@ -30,13 +30,6 @@ from conftest import REPO, sine
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    """A private ASR_ADAPT_HOME; returns the profiles root inside it."""
-    monkeypatch.setenv("ASR_ADAPT_HOME", str(tmp_path / "home"))
-    return tmp_path / "home" / "profiles"
-
-
-@pytest.fixture
 def alice(home) -> Profile:
     return Profile.create("alice", "whisper-tiny.en", "ab" * 32)
 
