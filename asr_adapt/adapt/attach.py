@@ -16,6 +16,20 @@ def attach_lora(model, settings: LoraSettings):
     return get_peft_model(model, config)
 
 
+def continue_lora(model, adapter_dir: str):
+    """Load the PEFT adapter in ``adapter_dir`` onto ``model``, trainable, to train it further.
+
+    Returns ``(peft_model, settings)``: its rank, alpha and dropout, read from its
+    ``adapter_config.json``; the layers it adapts stay those it was made with (written
+    there as a module pattern), whatever ``settings.where`` says."""
+    from peft import PeftModel
+
+    peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
+    config = peft_model.peft_config["default"]
+    settings = LoraSettings(rank=int(config.r), alpha=int(config.lora_alpha), dropout=float(config.lora_dropout))
+    return peft_model, settings
+
+
 def count_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -23,4 +37,4 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, total
 
 
-__all__ = ["attach_lora", "count_parameters"]
+__all__ = ["attach_lora", "continue_lora", "count_parameters"]

@@ -46,8 +46,8 @@ class TrainOptions:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     seed: int = 0
-    #: Fewest labeled utterances we accept: fewer cannot fit and check an adapter.
-    min_utterances: int = 8
+    #: Fewest labeled utterances we accept (held-out selection needs ``HELDOUT_MIN_UTTERANCES``).
+    min_utterances: int = 4
     #: Stop once this many minutes have passed (None: no limit).
     time_budget_minutes: float | None = None
     #: Groups (3 or more speakers): hold out utterances of one whole speaker (seeded, at most
@@ -55,10 +55,21 @@ class TrainOptions:
     #: adapter never heard, as a group profile is used.
     heldout_speaker: bool = False
     #: Which epoch's adapter is kept: "heldout" (the best on the held-out slice, with early
-    #: stopping) or "last" (train every epoch and keep the last: for when the held-out slice
+    #: stopping), "last" (train every epoch and keep the last: for when the held-out slice
     #: cannot judge what matters, e.g. domain confusion aimed at another domain than the
-    #: labeled one). The held-out WER is measured and reported either way.
-    selection: str = "heldout"
+    #: labeled one; the held-out WER is measured and reported), "fixed" (no held-out slice:
+    #: train on every utterance for :meth:`epochs_for` epochs and keep the last), or "auto"
+    #: (the default): "fixed" below ``heldout_from`` utterances, "heldout" from there. Why:
+    #: a held-out slice of one to three utterances cannot tell epochs apart (speechocean762,
+    #: 12 utterances a speaker: ties on 26.1% or 0.0%, and 3 of 12 speakers ended worse than
+    #: unadapted), while a schedule fitted on other speakers does not need one (BENCHMARKS.md).
+    selection: str = "auto"
+    #: "auto" selection: enrollments with at least this many transcribed utterances hold a
+    #: slice out (10%, at least 5 utterances) and choose the epoch on it.
+    heldout_from: int = 50
+    #: "fixed" selection: epochs to train (None: the schedule fitted on speechocean762's
+    #: train-split speakers, by enrollment size: :data:`FIXED_SCHEDULE`).
+    fixed_epochs: int | None = None
     #: Speed perturbation: every epoch, each training utterance is played at a speed drawn
     #: from these factors (e.g. (0.9, 1.0, 1.1)); empty: off.
     speed_factors: tuple[float, ...] = ()
@@ -95,13 +106,46 @@ class TrainOptions:
             (0 <= self.warmup_fraction < 1, f"warmup fraction must be in [0, 1), got {self.warmup_fraction!r}"),
             (self.min_utterances >= 2, "min utterances must be >= 2"),
             (self.time_budget_minutes is None or self.time_budget_minutes > 0, "time budget must be positive"),
-            (self.selection in ("heldout", "last"), f"selection must be heldout or last, got {self.selection!r}"),
+            (self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}"),
+            (isinstance(self.heldout_from, int) and self.heldout_from >= HELDOUT_MIN_UTTERANCES,
+             f"held-out selection needs at least {HELDOUT_MIN_UTTERANCES} utterances, got {self.heldout_from!r}"),
+            (self.fixed_epochs is None or (isinstance(self.fixed_epochs, int) and 1 <= self.fixed_epochs <= 200),
+             f"fixed epochs must be 1-200, got {self.fixed_epochs!r}"),
             (all(isinstance(f, float) and 0.5 <= f <= 2 for f in self.speed_factors),
              f"speed factors must be between 0.5 and 2, got {list(self.speed_factors)!r}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise OptionsError(message)
+
+    def selection_for(self, utterances: int) -> str:
+        """The selection rule a run on ``utterances`` labeled utterances uses ("auto" decided)."""
+        if self.selection != "auto":
+            return self.selection
+        return "heldout" if utterances >= self.heldout_from else "fixed"
+
+    def epochs_for(self, utterances: int) -> int:
+        """How many epochs a run on ``utterances`` labeled utterances trains at most."""
+        if self.selection_for(utterances) != "fixed":
+            return self.epochs
+        if self.fixed_epochs is not None:
+            return self.fixed_epochs
+        return fixed_schedule_epochs(utterances)
+
+
+#: The selection rules (see :attr:`TrainOptions.selection`).
+SELECTIONS = ("auto", "heldout", "last", "fixed")
+#: Fewest utterances a held-out selection can split (3 held out, the rest trained on).
+HELDOUT_MIN_UTTERANCES = 8
+#: Fitted schedule for "fixed" selection: (fewest utterances, epochs), the largest bracket
+#: that fits applies. Fitted on speechocean762 train-split speakers (recipes/bench_personal.py).
+FIXED_SCHEDULE: tuple[tuple[int, int], ...] = ((0, 8),)
+
+
+def fixed_schedule_epochs(utterances: int) -> int:
+    """Epochs for a "fixed" run on ``utterances`` labeled utterances (:data:`FIXED_SCHEDULE`)."""
+    fitting = [(fewest, epochs) for fewest, epochs in FIXED_SCHEDULE if utterances >= fewest]
+    return max(fitting)[1] if fitting else FIXED_SCHEDULE[0][1]
 
 
 @dataclass
@@ -111,7 +155,8 @@ class EpochRecord:
 
     epoch: int
     train_loss: float | None
-    heldout_wer: float
+    #: None: no held-out slice ("fixed" selection).
+    heldout_wer: float | None
     seconds: float
     #: Teacher-forced loss on the held-out windows: breaks ties between equal WERs.
     heldout_loss: float | None = None
@@ -126,8 +171,9 @@ class EpochRecord:
 class TrainResult:
     """What training did, for the profile's metrics and the user's report."""
 
-    baseline_heldout_wer: float
-    best_heldout_wer: float
+    #: None for both: no held-out slice ("fixed" selection).
+    baseline_heldout_wer: float | None
+    best_heldout_wer: float | None
     best_epoch: int                 # 0 = the unadapted model was best
     epochs_run: int
     stopped_early: bool
@@ -153,12 +199,19 @@ class TrainResult:
     final_domain_accuracy: float | None = None
     #: Why training stopped on a runaway loss, or None.
     diverged: str | None = None
+    #: The selection rule used ("auto" decided): "heldout", "last" or "fixed".
+    selection: str = "heldout"
 
     @property
     def improved(self) -> bool:
         """An adapted epoch was kept: its held-out WER was no worse than the unadapted
-        model's (how the best epoch is chosen)."""
-        return self.best_epoch > 0 and self.best_heldout_wer <= self.baseline_heldout_wer
+        model's (how the best epoch is chosen), or the fixed schedule ran (no held-out slice
+        to judge it: the schedule was measured on other speakers)."""
+        if self.best_epoch <= 0:
+            return False
+        if self.best_heldout_wer is None or self.baseline_heldout_wer is None:
+            return True
+        return self.best_heldout_wer <= self.baseline_heldout_wer
 
     def to_dict(self) -> dict:
         """The result as stored in a profile's metrics (with ``improved``)."""
@@ -283,5 +336,5 @@ class SelfTrainOptions:
         return asdict(self)
 
 
-__all__ = ["CHANCE_LOSS", "POOLINGS", "DomainOptions", "EpochRecord", "SelfTrainOptions", "TrainOptions", "TrainResult",
+__all__ = ["CHANCE_LOSS", "FIXED_SCHEDULE", "HELDOUT_MIN_UTTERANCES", "POOLINGS", "SELECTIONS", "fixed_schedule_epochs", "DomainOptions", "EpochRecord", "SelfTrainOptions", "TrainOptions", "TrainResult",
            "TrainingError", "grl_lambda"]

@@ -87,6 +87,8 @@ def round_two_wins(first, second) -> bool:
     kept over the first: it beat the unadapted model and is no worse on the held-out slice.
     A tie goes to round two: it has heard more of the user's speech, and a slice of a few
     utterances often ties (speechocean762 seed 0: both 9.5%, unseen speakers 32.2% -> 26.6%)."""
+    if second.best_heldout_wer is None or first.best_heldout_wer is None:
+        return bool(second.improved)  # nothing held out ("fixed" schedule): a tie, as above
     return bool(second.improved and second.best_heldout_wer <= first.best_heldout_wer)
 
 

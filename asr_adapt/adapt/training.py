@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from asr_adapt.adapt.attach import attach_lora, count_parameters
+from asr_adapt.adapt.attach import attach_lora, continue_lora, count_parameters
 from asr_adapt.adapt.confusion import DomainConfusion, check_unlabeled
 from asr_adapt.adapt.options import DomainOptions
 from asr_adapt.adapt.domain import select_layer
@@ -39,7 +39,7 @@ from asr_adapt.adapt.examples import (TrainingSet, enrolled_speakers, load_train
                                       plan_epoch, seconds_of_audio, split_heldout)
 from asr_adapt.adapt.heldout import heldout_loss, heldout_wer
 from asr_adapt.adapt.lora import LoraSettings
-from asr_adapt.adapt.options import EpochRecord, TrainingError, TrainOptions, TrainResult
+from asr_adapt.adapt.options import HELDOUT_MIN_UTTERANCES, EpochRecord, TrainingError, TrainOptions, TrainResult
 from asr_adapt.adapt.runtime import autocast_for, lora_state, peak_memory_mb, progress_bar, seed_everything
 from asr_adapt.audio.augment import SpecAugment, choose_factor
 from asr_adapt.data.manifest import Utterance
@@ -53,7 +53,7 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
                   on_epoch: Callable[[EpochRecord], None] | None = None,
                   compute_dtype: torch.dtype | None = None, domain: DomainOptions | None = None,
                   unlabeled: Sequence[np.ndarray] | None = None,
-                  pseudo_labeled: Sequence[tuple[np.ndarray, str]] = ()):
+                  pseudo_labeled: Sequence[tuple[np.ndarray, str]] = (), start_from: str | None = None):
     """Attach LoRA to ``loaded.model`` and fit it to ``utterances``.
 
     Returns ``(peft_model, result)``; the PEFT model holds the best adapter (by held-out
@@ -70,6 +70,10 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     ``pseudo_labeled`` ((audio, text) pairs the model transcribed itself, see
     :mod:`asr_adapt.adapt.self_training`) is trained on alongside the enrollment but never
     held out: epochs are judged on real transcripts only.
+
+    ``start_from`` (a PEFT adapter folder on this base model, e.g. a group profile's) is
+    trained further instead of fresh LoRA (``lora`` ignored); epoch 0 is that adapter.
+    ``options.selection`` chooses the epoch kept; "fixed" holds nothing out (held-out figures None).
     """
     options = options or TrainOptions()
     labeled = [u for u in utterances if u.text is not None]
@@ -77,17 +81,19 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     check_unlabeled(len(labeled), unlabeled, domain, options)
     if len(labeled) < options.min_utterances:
         raise TrainingError(f"{len(labeled)} labeled utterances are too few to adapt; record at least "
-                            f"{options.min_utterances} (about a minute of speech), more helps")
+                            f"{options.min_utterances}; a minute of speech or more works best")
+    selection = options.selection_for(len(labeled))
     started = time.perf_counter()
     seed_everything(options.seed)
-    train_utterances, heldout_utterances = split_heldout(labeled, options)
+    train_utterances, heldout_utterances = _split(labeled, options, selection)
     batcher = loaded.engine.batcher(loaded)
     data = load_training_set(batcher, train_utterances, heldout_utterances, pseudo_labeled)
-    run = _prepare(loaded, lora, options, domain, unlabeled, batcher, data, compute_dtype, started)
+    run = _prepare(loaded, lora, options, domain, unlabeled, batcher, data, compute_dtype, started,
+                   selection, options.epochs_for(len(labeled)), start_from)
     state = _judge_baseline(run, on_epoch)
     bar = progress_bar(run.total_steps, progress)
     try:
-        for epoch in range(1, options.epochs + 1):
+        for epoch in range(1, run.epochs + 1):
             state.epoch = epoch
             losses = _train_epoch(run, state, bar)
             if state.diverged:
@@ -103,6 +109,16 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     return run.peft_model, _finish(run, state)
 
 
+def _split(labeled: list[Utterance], options: TrainOptions, selection: str) -> tuple[list[Utterance], list[Utterance]]:
+    """(trained on, held out): everything and nothing for the fixed schedule."""
+    if selection == "fixed":
+        return list(labeled), []
+    if len(labeled) < HELDOUT_MIN_UTTERANCES:
+        raise TrainingError(f"{len(labeled)} labeled utterances are too few to hold some out; record at least "
+                            f"{HELDOUT_MIN_UTTERANCES}, or use the fixed schedule (--select fixed)")
+    return split_heldout(labeled, options)
+
+
 @dataclass
 class _Run:
     """What one run trains with, set up once by :func:`_prepare`."""
@@ -111,6 +127,9 @@ class _Run:
     lora: LoraSettings
     options: TrainOptions
     domain: DomainOptions | None
+    #: The selection rule ("auto" decided) and the most epochs this run trains.
+    selection: str
+    epochs: int
     batcher: Any
     data: TrainingSet
     peft_model: Any
@@ -144,9 +163,9 @@ class _Run:
 class _Progress:
     """How far a run got: the epochs judged so far and the best adapter among them."""
 
-    baseline: float
-    best_wer: float
-    best_loss: float
+    baseline: float | None
+    best_wer: float | None
+    best_loss: float | None
     best_state: dict[str, torch.Tensor] | None
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
@@ -159,11 +178,16 @@ class _Progress:
 
 def _prepare(loaded: LoadedModel, lora: LoraSettings, options: TrainOptions, domain: DomainOptions | None,
              unlabeled: Sequence[np.ndarray] | None, batcher, data: TrainingSet,
-             compute_dtype: torch.dtype | None, started: float) -> _Run:
-    """Attach LoRA and set up the random streams, the epoch plan's size, the domain head, the
-    optimizer and its schedule (in this order: each draws from the seeded generators)."""
+             compute_dtype: torch.dtype | None, started: float, selection: str, epochs: int,
+             start_from: str | None) -> _Run:
+    """Attach LoRA (or load ``start_from`` to train further) and set up the random streams,
+    the epoch plan's size, the domain head, the optimizer and its schedule (in this order:
+    each draws from the seeded generators)."""
     backend = loaded.engine
-    peft_model = attach_lora(loaded.model, lora)
+    if start_from is not None:
+        peft_model, lora = continue_lora(loaded.model, start_from)
+    else:
+        peft_model = attach_lora(loaded.model, lora)
     model = loaded.model
     backend.prepare_for_training(model)
     trainable, total = count_parameters(peft_model)
@@ -177,7 +201,7 @@ def _prepare(loaded: LoadedModel, lora: LoraSettings, options: TrainOptions, dom
     # (labeled and unlabeled windows share one encoder pass there).
     short_share = options.short_window_share if backend.full_window_frames and not confusion_on else 0.0
     first_epoch = plan_epoch(data.train, options, random.Random(options.seed), short_share, backend)
-    total_steps = len(first_epoch) * options.epochs
+    total_steps = len(first_epoch) * epochs
     parameters = [p for p in peft_model.parameters() if p.requires_grad]
     confusion = None
     if confusion_on:
@@ -188,7 +212,8 @@ def _prepare(loaded: LoadedModel, lora: LoraSettings, options: TrainOptions, dom
 
     scheduler = get_linear_schedule_with_warmup(optimizer, int(total_steps * options.warmup_fraction), total_steps)
     return _Run(
-        loaded=loaded, lora=lora, options=options, domain=domain, batcher=batcher, data=data,
+        loaded=loaded, lora=lora, options=options, domain=domain, selection=selection, epochs=epochs,
+        batcher=batcher, data=data,
         peft_model=peft_model, model=model, trainable=trainable, total=total, rng=rng, speed_rng=speed_rng,
         augmenter=augmenter, short_share=short_share,
         windows_per_epoch=sum(len(windows) for windows, _ in first_epoch), total_steps=total_steps,
@@ -208,8 +233,11 @@ def _optimizer(options: TrainOptions, parameters: list, confusion: DomainConfusi
         lr=options.learning_rate, weight_decay=options.weight_decay)
 
 
-def _judge(run: _Run) -> tuple[float, float]:
-    """(held-out WER, held-out loss) of the model as it is now."""
+def _judge(run: _Run) -> tuple[float | None, float | None]:
+    """(held-out WER, held-out loss) of the model as it is now; (None, None) without a
+    held-out slice."""
+    if not run.data.heldout:
+        return None, None
     return (heldout_wer(run.loaded, run.data.heldout),
             heldout_loss(run.model, run.batcher, run.heldout_windows, run.options.batch_size, run.autocast))
 
@@ -226,7 +254,8 @@ def _judge_baseline(run: _Run, on_epoch: Callable[[EpochRecord], None] | None) -
                                      heldout_loss=baseline_loss))
     if on_epoch:
         on_epoch(state.history[0])
-    log.info("held-out WER before adaptation: %.1f%%", 100 * baseline)
+    if baseline is not None:
+        log.info("held-out WER before adaptation: %.1f%%", 100 * baseline)
     return state
 
 
@@ -256,7 +285,7 @@ def _train_epoch(run: _Run, state: _Progress, bar) -> list[float]:
         run.optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if bar is not None:
-            bar.set_postfix(epoch=state.epoch, loss=f"{losses[-1]:.3f}", best_wer=f"{100 * state.best_wer:.1f}%")
+            bar.set_postfix(epoch=state.epoch, loss=f"{losses[-1]:.3f}", **({} if state.best_wer is None else {"best_wer": f"{100 * state.best_wer:.1f}%"}))
             bar.update(1)
     if run.augmenter is not None:
         run.batcher.augment = None
@@ -301,7 +330,8 @@ def _judge_epoch(run: _Run, state: _Progress, losses: list[float],
     state.history.append(record)
     if on_epoch:
         on_epoch(record)
-    log.info("epoch %d: loss %.3f, held-out WER %.1f%%", state.epoch, record.train_loss, 100 * wer)
+    log.info("epoch %d: loss %.3f, held-out WER %s", state.epoch, record.train_loss,
+             "-" if wer is None else f"{100 * wer:.1f}%")
     if confusion is not None and record.domain_loss > run.domain.max_domain_loss:
         # The encoder now flips the head's guesses instead of confusing them: what
         # this epoch learned is not trusted, even if its held-out WER looks good.
@@ -310,16 +340,16 @@ def _judge_epoch(run: _Run, state: _Progress, losses: list[float],
         log.warning("training stopped: %s", state.diverged)
         return True
     _keep_if_best(run, state, wer, loss_heldout)
-    early = options.selection == "heldout" and state.stale >= options.patience and state.epoch >= options.min_epochs
+    early = run.selection == "heldout" and state.stale >= options.patience and state.epoch >= options.min_epochs
     if early or (run.deadline and time.perf_counter() > run.deadline):
-        state.stopped_early = state.epoch < options.epochs
+        state.stopped_early = state.epoch < run.epochs
         return True
     return False
 
 
 def _keep_if_best(run: _Run, state: _Progress, wer: float, loss: float) -> None:
     """Keep this epoch's adapter if the selection rule says so; count epochs without progress."""
-    if run.options.selection == "last":
+    if run.selection in ("last", "fixed"):
         state.best_wer, state.best_loss, state.best_epoch = wer, loss, state.epoch
         state.best_state = lora_state(run.peft_model)  # kept: a later diverged epoch falls back to it
     elif (wer, loss) < (state.best_wer, state.best_loss) or (state.best_epoch == 0 and wer <= state.best_wer):
@@ -350,7 +380,7 @@ def _finish(run: _Run, state: _Progress) -> TrainResult:
         windows_per_epoch=run.windows_per_epoch, trainable_parameters=run.trainable, total_parameters=run.total,
         wall_seconds=round(time.perf_counter() - run.started, 1), peak_memory_mb=peak_memory_mb(run.loaded),
         lora=run.lora.to_dict(), options={**asdict(run.options), "short_window_share": run.short_share},
-        history=state.history)
+        history=state.history, selection=run.selection)
     if run.confusion is not None:
         result.domain = run.domain.to_dict()
         result.unlabeled_pieces = len(run.confusion.unlabeled)

@@ -19,6 +19,11 @@ def register(subparsers) -> None:
                                                "--unlabeled PATH).")
     parser.add_argument("name", metavar="NAME", help="profile name")
     parser.add_argument("--device", default="auto", metavar="|".join(DEVICE_CHOICES))
+    stacking = parser.add_mutually_exclusive_group()
+    stacking.add_argument("--base-profile", metavar="GROUP",
+                          help="from now on, start this profile's adapter from that group profile's")
+    stacking.add_argument("--no-base-profile", action="store_true",
+                          help="from now on, train this profile's adapter from scratch")
     add_training_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -31,6 +36,10 @@ def run(args) -> int:
     domain, unlabeled, unlabeled_options = domain_settings(args)
     self_train = self_train_settings(args)
     profile = Profile.open(args.name)
+    if args.base_profile is not None or args.no_base_profile:
+        from asr_adapt.profiles.stacking import use_base_profile
+
+        use_base_profile(profile, args.base_profile)
     report = adapt_profile(profile, lora, options, device=args.device, progress=sys.stderr.isatty(),
                            domain=domain, unlabeled=unlabeled, unlabeled_options=unlabeled_options,
                            plot=args.plot, self_train=self_train)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from asr_adapt.audio.io import DEFAULT_MAX_SECONDS
@@ -60,6 +61,22 @@ def load_model(args: argparse.Namespace):
 def add_profile_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", metavar="NAME",
                         help="use this speaker profile's adapter on its base model")
+    add_adapter_scale_argument(parser)
+
+
+def add_adapter_scale_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--adapter-scale", type=float, default=None, metavar="S",
+                        help="scale the profile's adapter: 1 as trained (default), 0 the base model; between, "
+                             "less of the personal fit and less cost on other voices")
+
+
+def say_if_base_model(profile) -> None:
+    """One line on stderr when ``profile`` keeps no adapter and reads with its base model."""
+    from asr_adapt.profiles.personal import require_adapter
+
+    notice = require_adapter(profile)
+    if notice:
+        print(notice, file=sys.stderr)
 
 
 def load_model_or_profile(args: argparse.Namespace):
@@ -68,7 +85,9 @@ def load_model_or_profile(args: argparse.Namespace):
         from asr_adapt.profiles.personal import load_profile_model
 
         model = args.model if args.model != DEFAULT_MODEL else None
-        loaded, _ = load_profile_model(args.profile, model=model, device=args.device, dtype=args.dtype)
+        loaded, profile = load_profile_model(args.profile, model=model, device=args.device, dtype=args.dtype,
+                                             adapter_scale=args.adapter_scale)
+        say_if_base_model(profile)
         return loaded
     return load_model(args)
 
@@ -76,7 +95,7 @@ def load_model_or_profile(args: argparse.Namespace):
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """LoRA and training flags, mapped 1:1 onto LoraSettings and TrainOptions."""
     from asr_adapt.adapt.lora import AUTO, PLACES, LoraSettings
-    from asr_adapt.adapt.options import TrainOptions
+    from asr_adapt.adapt.options import SELECTIONS, TrainOptions
 
     lora, train = LoraSettings(), TrainOptions()
     group = parser.add_argument_group("adaptation")
@@ -88,7 +107,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                        help="which half of Whisper gets adapters: auto = the encoder for one speaker, both "
                             "for a group (measured best for each); CTC models have only an encoder "
                             f"(default: {lora.where})")
-    group.add_argument("--epochs", type=int, default=train.epochs, help=f"most epochs (default: {train.epochs})")
+    group.add_argument("--epochs", type=int, default=None,
+                       help=f"epochs to train (default: at most {train.epochs} with a held-out slice; the fitted "
+                            "schedule without one, see --select)")
     group.add_argument("--learning-rate", "--lr", type=float, default=train.learning_rate,
                        help=f"(default: {train.learning_rate})")
     group.add_argument("--train-batch-size", type=int, default=train.batch_size,
@@ -99,9 +120,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"stop after this many epochs without a better held-out WER (default: {train.patience})")
     group.add_argument("--min-epochs", type=int, default=train.min_epochs,
                        help=f"never stop early before this many epochs (default: {train.min_epochs})")
-    group.add_argument("--select", choices=("heldout", "last"), default=train.selection, dest="selection",
-                       help="keep the epoch best on the held-out slice (with early stopping), or train every "
-                            f"epoch and keep the last (default: {train.selection})")
+    group.add_argument("--select", choices=SELECTIONS, default=train.selection, dest="selection",
+                       help="which epoch's adapter is kept: heldout (the best on a held-out slice, early stopping), "
+                            "last (train --epochs, keep the last), fixed (hold nothing out, train a fixed schedule "
+                            f"of epochs fitted on other speakers), auto: fixed below {train.heldout_from} utterances, "
+                            f"heldout from there (default: {train.selection})")
+    group.add_argument("--fixed-epochs", type=int, default=train.fixed_epochs, metavar="N",
+                       help="epochs of the fixed schedule (default: fitted by enrollment size, see docs/adaptation.md)")
     group.add_argument("--heldout-speaker", action=argparse.BooleanOptionalAction, default=train.heldout_speaker,
                        help="for a group of 3 or more speakers, judge epochs on one whole speaker held out "
                             "of training instead of a random slice of everyone "
@@ -205,7 +230,10 @@ def training_settings(args: argparse.Namespace):
     from asr_adapt.adapt.options import TrainOptions
 
     lora = LoraSettings(rank=args.rank, alpha=args.alpha, dropout=args.lora_dropout, where=args.lora_where)
-    options = TrainOptions(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.train_batch_size,
+    # --epochs given: that many, whichever way the epoch is chosen (--fixed-epochs: the fixed schedule's).
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}
+    fixed = args.fixed_epochs if args.fixed_epochs is not None else args.epochs
+    options = TrainOptions(**epochs, fixed_epochs=fixed, learning_rate=args.learning_rate, batch_size=args.train_batch_size,
                            pack_seconds=args.pack_seconds, patience=args.patience, min_epochs=args.min_epochs, seed=args.seed,
                            time_budget_minutes=args.time_budget, selection=args.selection,
                            short_window_share=args.short_window_share, speed_factors=args.speed_factors,
@@ -216,9 +244,14 @@ def training_settings(args: argparse.Namespace):
 def print_adapt_report(report, stream) -> None:
     """A short human summary of an adaptation run."""
     t = report.training
-    print(f"held-out WER {100 * t.baseline_heldout_wer:.1f}% -> {100 * t.best_heldout_wer:.1f}% "
-          f"(best epoch {t.best_epoch} of {t.epochs_run}; {t.train_utterances} utterances, "
-          f"{t.train_seconds_of_audio / 60:.1f} min; {t.wall_seconds:.0f} s)", file=stream)
+    if t.baseline_heldout_wer is None:
+        print(f"trained {t.epochs_run} epochs on all {t.train_utterances} utterances "
+              f"({t.train_seconds_of_audio / 60:.1f} min; {t.wall_seconds:.0f} s): the fixed schedule for "
+              "small enrollments, nothing held out", file=stream)
+    else:
+        print(f"held-out WER {100 * t.baseline_heldout_wer:.1f}% -> {100 * t.best_heldout_wer:.1f}% "
+              f"(best epoch {t.best_epoch} of {t.epochs_run}; {t.train_utterances} utterances, "
+              f"{t.train_seconds_of_audio / 60:.1f} min; {t.wall_seconds:.0f} s)", file=stream)
     if report.generic_wer_before is not None and report.generic_wer_after is not None:
         print(f"generic speech WER {100 * report.generic_wer_before:.1f}% -> "
               f"{100 * report.generic_wer_after:.1f}% (forgetting guard)", file=stream)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from asr_adapt.core.device import DEVICE_CHOICES, resolve_device
 
-from asr_adapt.cli.common import add_decoding_arguments, decoding_options
+from asr_adapt.cli.common import add_adapter_scale_argument, add_decoding_arguments, decoding_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Writes compare.md, compare.json, compare.png, before.json and after.json.")
     parser.add_argument("manifest", type=Path, metavar="MANIFEST")
     parser.add_argument("--profile", required=True, metavar="NAME", help="the profile to compare")
+    add_adapter_scale_argument(parser)
     parser.add_argument("--output-dir", "-o", type=Path, metavar="DIR",
                         help="where to write the reports (default: the profile's "
                              "reports/compare-<UTC time>)")
@@ -38,17 +39,20 @@ def run(args: argparse.Namespace) -> int:
     from asr_adapt.report.profile_compare import compare_profile
     from asr_adapt.report.compare_files import save_comparison
     from asr_adapt.data.importers import load_any
-    from asr_adapt.profiles.personal import require_adapter
+    from asr_adapt.profiles.personal import check_adapter_scale, require_adapter
     from asr_adapt.profiles.profile import Profile
 
     started = datetime.now(timezone.utc)
     options = decoding_options(args)
     resolve_device(args.device)
     # Every cheap check before the model loads: profile, adapter, manifest with text.
+    check_adapter_scale(args.adapter_scale)
     profile = Profile.open(args.profile)
-    require_adapter(profile)
+    notice = require_adapter(profile)
     utterances = load_any(args.manifest, require_text=True)
-    comparison = compare_profile(profile.name, utterances, options, device=args.device,
+    if notice:
+        print(notice, file=sys.stderr)
+    comparison = compare_profile(profile.name, utterances, options, device=args.device, adapter_scale=args.adapter_scale,
                                  progress=sys.stderr.isatty(),
                                  meta={"manifest": str(args.manifest)})
     output = args.output_dir or _default_output(profile.reports_dir, started)

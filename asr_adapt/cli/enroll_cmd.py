@@ -26,6 +26,9 @@ def register(subparsers) -> None:
                         help="with --from: add the recordings to an existing profile (without --add or --force, "
                              "an existing profile is asked about, or refused when there is no terminal)")
     parser.add_argument("--no-train", action="store_true", help="only store the enrollment; adapt later")
+    parser.add_argument("--base-profile", metavar="GROUP",
+                        help="start the adapter from this group profile's (same base model): a few utterances "
+                             "then go further than from scratch")
     mic = parser.add_argument_group("microphone")
     mic.add_argument("--prompts", type=Path, help="one sentence per line (default: samples/prompts.txt)")
     mic.add_argument("--minutes", type=float, default=5.0, help="suggested minutes of speech (default: 5)")
@@ -66,6 +69,10 @@ def run(args) -> int:
         raise TrainingError(f"self-training needs the user's unlabeled audio and a new profile has none: "
                             f"pass --unlabeled PATH, or enroll first and later run asr-adapt live --profile "
                             f"{args.name} --keep-audio, then asr-adapt adapt {args.name} --self-train")
+    if args.base_profile is not None:  # checked before anything is recorded or replaced
+        from asr_adapt.profiles.stacking import open_base_profile
+
+        open_base_profile(args.base_profile, args.model, None, args.name)
     if args.source is not None:
         profile = _import(args)
         if profile is None:
@@ -78,6 +85,10 @@ def run(args) -> int:
         profile = enroll_from_microphone(args.name, base_model=args.model, prompts=args.prompts,
                                          suggested_minutes=args.minutes, input_device=args.input_device,
                                          force=args.force, ui=terminal_ui())
+    if args.base_profile is not None:
+        from asr_adapt.profiles.stacking import use_base_profile
+
+        use_base_profile(profile, args.base_profile)
     if args.no_train:
         print(f"enrollment stored in {profile.path}; train with: asr-adapt adapt {profile.name}", file=sys.stderr)
         return 0
@@ -105,7 +116,7 @@ def _import(args):
         profile = Profile.open(args.name)
         _check_same_model(args, profile)
     else:
-        profile = create_profile(args.name, args.model, utterances, force=args.force)
+        profile = create_profile(args.name, args.model, utterances, force=args.force, base_profile=args.base_profile)
     count = profile.import_enrollment(utterances)
     print(f"enrolled {count} utterances into '{profile.name}': {summarize(profile.enrollment_utterances())}",
           file=sys.stderr)

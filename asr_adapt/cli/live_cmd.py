@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from asr_adapt.cli.common import add_model_arguments, print_input_devices
+from asr_adapt.cli.common import add_adapter_scale_argument, add_model_arguments, print_input_devices
 
 NO_MICROPHONE_LIVE = ("no microphone found; plug one in (see --list-devices), or transcribe a "
                       "recording with --replay FILE")
@@ -27,6 +27,7 @@ def register(subparsers) -> None:
                     "the transcript. While it runs, type a profile name (or 'base') and Enter to "
                     "switch adapters without reloading the model.")
     parser.add_argument("--profile", metavar="NAME", help="use this speaker profile's adapter on its base model")
+    add_adapter_scale_argument(parser)
     parser.add_argument("--input-device", help="microphone: an index or part of a name (see --list-devices)")
     parser.add_argument("--list-devices", action="store_true", help="list the audio inputs and exit")
     parser.add_argument("--replay", type=Path, metavar="FILE",
@@ -109,7 +110,7 @@ def run(args) -> int:
     loaded = resolve_model(base, device=args.device, dtype=args.dtype)
     switcher = AdapterSwitcher(loaded)
     if profile is not None:
-        switcher.use(profile.name)
+        switcher.use(profile.name, args.adapter_scale)
     return _session(args, loaded, switcher, profile, options, live_options, replay, device, output)
 
 
@@ -220,12 +221,15 @@ def _check_profile(args):
     if not args.profile:
         return None
     from asr_adapt.models.bundled import DEFAULT_MODEL
-    from asr_adapt.profiles.personal import require_adapter
+    from asr_adapt.profiles.personal import check_adapter_scale, require_adapter
     from asr_adapt.profiles.profile import Profile
     from asr_adapt.profiles.info import ProfileError
 
+    check_adapter_scale(args.adapter_scale)
     profile = Profile.open(args.profile)
-    require_adapter(profile)
+    notice = require_adapter(profile)
+    if notice:
+        print(notice, file=sys.stderr)
     if args.model != DEFAULT_MODEL and args.model != profile.info.base_model:
         raise ProfileError(f"profile '{profile.name}' was made on base model '{profile.info.base_model}', "
                            f"not '{args.model}'; drop --model or use --model {profile.info.base_model}")

@@ -80,7 +80,16 @@ def run_show(args: argparse.Namespace) -> int:
     summary = summarize(utterances)
     print(f"enrollment: {summary.count} utterances, {summary.minutes:.1f} min "
           f"({profile.enrollment_dir})")
-    print(f"adapter: {profile.adapter_dir or 'none yet (train one)'}")
+    if profile.adapter_dir:
+        print(f"adapter: {profile.adapter_dir}")
+    elif profile.kept_nothing:
+        print(f"adapter: none kept ({profile.kept_nothing}); the profile reads with {profile.info.base_model} "
+              f"as it is. Record more utterances and run: asr-adapt adapt {profile.name}")
+    else:
+        print(f"adapter: none yet; run: asr-adapt adapt {profile.name}")
+    base = profile.info.settings.get("base_profile")
+    if isinstance(base, dict) and base.get("name"):
+        print(f"started from group profile: {base['name']} (adapter {base.get('adapter_version', '?')})")
     return 0
 
 

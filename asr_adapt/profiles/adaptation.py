@@ -22,6 +22,7 @@ from asr_adapt.data.manifest import Utterance, read_manifest
 from asr_adapt.models.loading import resolve_model
 from asr_adapt.profiles.personal import check_base_matches
 from asr_adapt.profiles.profile import Profile
+from asr_adapt.profiles.stacking import open_base_profile
 from asr_adapt.adapt.self_training import PseudoLabels, pseudo_label, round_two_wins
 from asr_adapt.adapt.options import SelfTrainOptions
 from asr_adapt.adapt.options import TrainOptions, TrainResult, TrainingError
@@ -123,9 +124,10 @@ def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: T
                   self_train: SelfTrainOptions | None = None) -> AdaptReport:
     """Train a new adapter on ``profile``'s enrollment and make it current.
 
-    The held-out WER picks the best epoch. The generic reference set (voices other than
-    the user's) is scored before and after: a clear rise is reported as a warning. An
-    adapter that does not beat the unadapted model on held-out speech is not saved.
+    The epoch is chosen as ``options.selection`` says; the generic reference set (other
+    voices) is scored before and after (a clear rise is a warning). An adapter that does
+    not beat the unadapted model on held-out speech is not saved. A ``base_profile`` recorded
+    in the profile is the group adapter training starts from.
 
     ``domain.enabled`` adds domain confusion on the profile's kept unlabeled audio and the
     ``unlabeled`` sources (folders, manifests, files). If the domain game runs away, training
@@ -147,11 +149,13 @@ def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: T
     compute = resolve_device(device)
     loaded = resolve_model(profile.info.base_model, device=device, dtype="float32")
     check_base_matches(profile, loaded)
+    group = _group_of(profile, loaded)
     generic = generic_reference_set() if generic is None else list(generic)
     generic_before = _wer(loaded, generic)
     loaded, peft_model, result, self_training = _train_rounds(
         profile, loaded, utterances, collected, lora, options, self_train, device=device,
-        progress=progress, on_epoch=on_epoch, compute_dtype=compute.dtype, domain=domain_on)
+        progress=progress, on_epoch=on_epoch, compute_dtype=compute.dtype, domain=domain_on,
+        start_from=str(group.adapter_dir) if group else None)
     report = AdaptReport(profile=profile.name, base_model=profile.info.base_model, adapter_dir=None,
                          saved=False, training=result, generic_wer_before=generic_before,
                          unlabeled=collected.summary() if domain_on or self_train else None,
@@ -160,32 +164,37 @@ def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: T
     if collected is not None and plot:
         report.plot, report.projection = _draw_projection(loaded, peft_model, utterances, collected,
                                                           domain_on, profile, plot)
-    if _worth_saving(report, profile):
+    if _worth_saving(report, profile, started_from_group=group is not None):
         report.generic_wer_after = _wer(loaded, generic)
         _warn_if_forgetting(report)
-        settings = _adapter_settings(result, compute, domain_on, collected, self_train)
+        settings = _adapter_settings(result, compute, domain_on, collected, self_train, group)
         adapter = profile.commit_adapter(lambda folder: peft_model.save_pretrained(str(folder)),
-                                         settings=settings, metrics=report.metrics())
+                                         settings=settings, metrics={**report.metrics(), "kept_nothing": None})
         report.adapter_dir, report.saved = str(adapter), True
+    elif profile.adapter_dir is None:
+        _record_kept_nothing(profile, report)
     report.wall_seconds = round(time.perf_counter() - started, 1)
     return report
 
 
 def _train_rounds(profile: Profile, loaded, utterances: Sequence[Utterance], collected: UnlabeledSet | None,
                   lora: LoraSettings, options: TrainOptions, self_train: SelfTrainOptions | None, device: str,
-                  progress: bool, on_epoch, compute_dtype, domain: DomainOptions | None):
+                  progress: bool, on_epoch, compute_dtype, domain: DomainOptions | None,
+                  start_from: str | None = None):
     """Round one on the enrollment (with domain confusion when ``domain`` is given) and, with
-    ``self_train``, round two on pseudo-labels, keeping the better round.
+    ``self_train``, round two on pseudo-labels, keeping the better round. ``start_from``: the
+    group profile's adapter folder both rounds start from.
 
     Returns ``(loaded, peft_model, result, self-training summary or None)`` of the round kept."""
     peft_model, result = train_adapter(loaded, utterances, lora, options, progress=progress,
                                        on_epoch=on_epoch, compute_dtype=compute_dtype, domain=domain,
-                                       unlabeled=collected.arrays() if domain is not None else None)
+                                       unlabeled=collected.arrays() if domain is not None else None,
+                                       start_from=start_from)
     if self_train is None:
         return loaded, peft_model, result, None
     return _second_round(profile, loaded, peft_model, result, collected, utterances, lora, options, self_train,
                          device=device, progress=progress, on_epoch=on_epoch, compute_dtype=compute_dtype,
-                         domain=domain)
+                         domain=domain, start_from=start_from)
 
 
 def _transcribed_enrollment(profile: Profile, options: TrainOptions) -> list[Utterance]:
@@ -224,11 +233,16 @@ def _note_unlabeled(report: AdaptReport, collected: UnlabeledSet | None) -> None
             report.warnings.append(f"skipped kept audio: {skipped}")
 
 
-def _worth_saving(report: AdaptReport, profile: Profile) -> bool:
+def _worth_saving(report: AdaptReport, profile: Profile, started_from_group: bool = False) -> bool:
     """Whether the new adapter should replace the profile's current one (the reason goes
     into the report's warnings when not): it must beat the unadapted model on held-out
-    speech and, after a runaway domain game, the current adapter too."""
+    speech and, after a runaway domain game, the current adapter too. Started from a group
+    profile, epoch 0 is the group's adapter: kept as this profile's when no epoch beat it."""
     result = report.training
+    if started_from_group and result.best_epoch == 0 and not result.diverged:
+        report.warnings.append("no epoch beat the group profile's adapter on the held-out utterances; "
+                               "the profile keeps the group's adapter as it is")
+        return True
     if result.diverged:
         report.warnings.append(f"domain confusion diverged: {result.diverged}")
         previous = profile.info.metrics.get("heldout_wer_after") if profile.adapter_dir else None
@@ -245,6 +259,31 @@ def _worth_saving(report: AdaptReport, profile: Profile) -> bool:
     return True
 
 
+def _group_of(profile: Profile, loaded) -> Profile | None:
+    """The group profile whose adapter this one starts from (checked against ``loaded``), or None."""
+    if not profile.info.base_profile:
+        return None
+    return open_base_profile(profile.info.base_profile, profile.info.base_model, loaded.weights_sha256, profile.name)
+
+
+def _record_kept_nothing(profile: Profile, report: AdaptReport) -> None:
+    """Say in profile.json why no adapter was kept, so that the profile reads with the base
+    model (and says why) instead of refusing as if it had never been adapted."""
+    profile.record_metrics({**report.metrics(), "kept_nothing": kept_nothing_text(report.training)})
+
+
+def kept_nothing_text(result: TrainResult) -> str:
+    """Why an adaptation run kept no adapter, in a few words for ``profiles show``."""
+    if result.diverged:
+        return f"training diverged: {result.diverged}"
+    if result.baseline_heldout_wer is None:
+        return "training kept no epoch"
+    tried = [r.heldout_wer for r in result.history[1:] if r.heldout_wer is not None]
+    best = f", {100 * min(tried):.1f}% at best" if tried else ""
+    return (f"no epoch beat the base model on the held-out utterances "
+            f"({100 * result.baseline_heldout_wer:.1f}% unadapted{best})")
+
+
 def _warn_if_forgetting(report: AdaptReport) -> None:
     """Warn when generic speech got clearly worse (both thresholds crossed)."""
     before, after = report.generic_wer_before, report.generic_wer_after
@@ -258,10 +297,13 @@ def _warn_if_forgetting(report: AdaptReport) -> None:
 
 
 def _adapter_settings(result: TrainResult, compute, domain: DomainOptions | None,
-                      collected: UnlabeledSet | None, self_train: SelfTrainOptions | None) -> dict:
+                      collected: UnlabeledSet | None, self_train: SelfTrainOptions | None,
+                      group: Profile | None = None) -> dict:
     """What ``profile.json`` records about how the adapter was trained (``domain``: None
-    without domain confusion)."""
+    without domain confusion; ``group``: the group profile it started from)."""
     settings = {"lora": dict(result.lora), "training": dict(result.options), "device": str(compute)}
+    if group is not None:
+        settings["base_profile"] = {"name": group.name, "adapter_version": group.adapter_dir.name}
     if domain is not None:
         settings["domain"] = domain.to_dict()
     if domain is not None or self_train is not None:
@@ -274,7 +316,7 @@ def _adapter_settings(result: TrainResult, compute, domain: DomainOptions | None
 def _second_round(profile: Profile, loaded, peft_model, result: TrainResult, collected: UnlabeledSet,
                   utterances: Sequence[Utterance], lora: LoraSettings, options: TrainOptions,
                   self_train: SelfTrainOptions, device: str, progress: bool, on_epoch, compute_dtype,
-                  domain: DomainOptions | None):
+                  domain: DomainOptions | None, start_from: str | None = None):
     """Self-training's second round: pseudo-label ``collected`` with round one's model, train
     a fresh adapter on the enrollment plus the surest labels, keep the better round.
 
@@ -292,7 +334,7 @@ def _second_round(profile: Profile, loaded, peft_model, result: TrainResult, col
     peft_two, result_two = train_adapter(fresh, utterances, lora, options, progress=progress, on_epoch=on_epoch,
                                          compute_dtype=compute_dtype, domain=domain,
                                          unlabeled=collected.arrays() if domain is not None else None,
-                                         pseudo_labeled=labels.pairs())
+                                         pseudo_labeled=labels.pairs(), start_from=start_from)
     summary.update(round_two_heldout_wer=result_two.best_heldout_wer, round_two_best_epoch=result_two.best_epoch)
     if round_two_wins(result, result_two):
         summary["kept_round"] = 2

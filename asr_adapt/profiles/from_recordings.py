@@ -8,14 +8,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from asr_adapt.adapt.options import TrainingError
+from asr_adapt.adapt.options import TrainingError, TrainOptions
 from asr_adapt.data.importers import load_any
 from asr_adapt.data.manifest import Utterance
 from asr_adapt.models.loading import resolve_model
 from asr_adapt.profiles.profile import Profile
+from asr_adapt.profiles.stacking import open_base_profile
 
-#: Fewer utterances than this are not enough to adapt to (about a minute of speech).
-MIN_ENROLLMENT_UTTERANCES = 8
+#: Fewer utterances than this are not enough to adapt to (TrainOptions' minimum; about 15 s
+#: of speech, best with a group profile to start from; a minute or more works better).
+MIN_ENROLLMENT_UTTERANCES = TrainOptions().min_utterances
 
 
 def load_enrollment(source: str | Path) -> list[Utterance]:
@@ -24,20 +26,27 @@ def load_enrollment(source: str | Path) -> list[Utterance]:
     utterances = load_any(source, require_text=True)
     if len(utterances) < MIN_ENROLLMENT_UTTERANCES:
         raise TrainingError(f"{source} holds {len(utterances)} utterances; enrollment needs at least "
-                            f"{MIN_ENROLLMENT_UTTERANCES} (about a minute of speech; five minutes work best)")
+                            f"{MIN_ENROLLMENT_UTTERANCES} (a minute of speech or more works best)")
     return utterances
 
 
-def create_profile(name: str, model: str, utterances: Sequence[Utterance], force: bool = False) -> Profile:
+def create_profile(name: str, model: str, utterances: Sequence[Utterance], force: bool = False,
+                   base_profile: str | None = None) -> Profile:
     """Create profile ``name`` on ``model`` for ``utterances`` (a group when several speakers).
 
     The model is loaded on the CPU only to record which weights the profile is for, and to
-    refuse text its vocabulary cannot spell now rather than after the import."""
+    refuse text its vocabulary cannot spell now rather than after the import.
+    ``base_profile`` names a group profile on the same weights whose adapter this profile's
+    training starts from (:mod:`asr_adapt.profiles.stacking`); checked before anything is
+    created."""
     loaded = resolve_model(model, device="cpu")
+    if base_profile is not None:
+        open_base_profile(base_profile, model, loaded.weights_sha256, name)
     loaded.engine.check_transcripts(loaded, [(u.id, u.text) for u in utterances if u.text])
     speakers = {u.speaker for u in utterances}
     return Profile.create(name, base_model=model, base_weights_sha256=loaded.weights_sha256,
-                          backend=loaded.backend, kind="group" if len(speakers) > 1 else "speaker", force=force)
+                          backend=loaded.backend, kind="group" if len(speakers) > 1 else "speaker", force=force,
+                          base_profile=base_profile)
 
 
 __all__ = ["MIN_ENROLLMENT_UTTERANCES", "create_profile", "load_enrollment"]

@@ -123,6 +123,8 @@ class ProfileInfo:
     settings: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: The group profile this one's adapter starts from (``enroll --base-profile``), or None.
+    base_profile: str | None = None
     format_version: int = FORMAT_VERSION
     damaged: str | None = None
 
@@ -138,6 +140,7 @@ class ProfileInfo:
             "created": self.created,
             "updated": self.updated,
             "adapter": self.adapter,
+            "base_profile": self.base_profile,
             "settings": self.settings,
             "metrics": self.metrics,
             "history": self.history,
@@ -188,6 +191,10 @@ def _text_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
     if values["adapter"] is not None and not _is_adapter_path(values["adapter"]):
         raise _damaged(where, f"field 'adapter' must be 'adapters/<version>', found "
                               f"{values['adapter']!r}")
+    base_profile = data.get("base_profile")
+    if base_profile is not None and not (isinstance(base_profile, str) and is_profile_name(base_profile)):
+        raise _damaged(where, f"field 'base_profile' must be a profile name or null, found {base_profile!r}")
+    values["base_profile"] = base_profile
     return values
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asr_adapt.core.errors import OptionsError
 from asr_adapt.models.base import LoadedModel
 from asr_adapt.models.loading import resolve_model
 from asr_adapt.profiles.profile import Profile
@@ -23,20 +24,30 @@ def check_base_matches(profile: Profile, loaded: LoadedModel) -> None:
                            f"(sha256 {expected[:12]}, now {actual[:12]}); enroll again with this model")
 
 
-def require_adapter(profile: Profile) -> None:
-    """Refuse a profile that has no adapter yet (checked before any slow model load)."""
-    if profile.adapter_dir is None:
+def require_adapter(profile: Profile) -> str | None:
+    """Refuse a profile that was never adapted (checked before any slow model load).
+
+    A profile whose adaptation kept no adapter (none beat the base model) is usable: it
+    reads with the base model as is. Returns the one line that says so, or None when the
+    profile has an adapter."""
+    if profile.adapter_dir is not None:
+        return None
+    reason = profile.kept_nothing
+    if reason is None:
         raise ProfileError(f"profile '{profile.name}' has no adapter yet; run: asr-adapt adapt {profile.name}")
+    return f"profile '{profile.name}' keeps no adapter ({reason}); using {profile.info.base_model} as it is"
 
 
 def load_profile_model(name: str, model: str | None = None, device: str = "auto", dtype: str = "auto",
-                       merge: bool = True) -> tuple[LoadedModel, Profile]:
+                       merge: bool = True, adapter_scale: float | None = None) -> tuple[LoadedModel, Profile]:
     """Load the profile's base model and apply its adapter.
 
     ``model`` may repeat the base model's name; any other model is refused, since an
     adapter only fits the weights it was trained on. With ``merge`` the LoRA deltas are
-    folded into the weights (no per-step adapter cost at inference).
+    folded into the weights (no per-step adapter cost at inference). ``adapter_scale``
+    scales the adapter's deltas (see :func:`apply_adapter`).
     """
+    check_adapter_scale(adapter_scale)
     profile = Profile.open(name)
     info = profile.info
     if model is not None and model != info.base_model:
@@ -45,19 +56,48 @@ def load_profile_model(name: str, model: str | None = None, device: str = "auto"
     require_adapter(profile)
     loaded = resolve_model(info.base_model, device=device, dtype=dtype)
     check_base_matches(profile, loaded)
-    apply_adapter(loaded, profile, merge=merge)
+    apply_adapter(loaded, profile, merge=merge, scale=adapter_scale)
     return loaded, profile
 
 
-def apply_adapter(loaded: LoadedModel, profile: Profile, merge: bool = True) -> LoadedModel:
-    """Put ``profile``'s adapter onto ``loaded`` in place (the plain PEFT loading path)."""
+#: Adapter scales accepted: 0 (the base model) to 2 (twice the deltas).
+MAX_ADAPTER_SCALE = 2.0
+
+
+def check_adapter_scale(scale: float | None) -> None:
+    """Refuse an adapter scale outside 0-2 (OptionsError, one line)."""
+    if scale is not None and not (isinstance(scale, (int, float)) and 0 <= scale <= MAX_ADAPTER_SCALE):
+        raise OptionsError(f"adapter scale must be between 0 and {MAX_ADAPTER_SCALE:g}, got {scale!r}")
+
+
+def scale_adapter(peft_model, scale: float) -> None:
+    """Multiply every LoRA delta of ``peft_model`` by ``scale`` (in place, before a merge):
+    between the base model (0) and the adapter as trained (1), what WiSE-FT interpolates."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in peft_model.modules():
+        if isinstance(module, LoraLayer):
+            module.scale_layer(scale)
+
+
+def apply_adapter(loaded: LoadedModel, profile: Profile, merge: bool = True, scale: float | None = None) -> LoadedModel:
+    """Put ``profile``'s adapter onto ``loaded`` in place (the plain PEFT loading path); a
+    profile that keeps no adapter leaves the base model as it is. ``scale`` (default 1)
+    scales the adapter's deltas: less of the personal fit, less cost on other voices."""
     from peft import PeftModel
 
+    if profile.adapter_dir is None:
+        require_adapter(profile)  # never adapted: refused
+        loaded.info.update(profile=profile.name, adapter=None, short_windows=False)
+        return loaded
     try:
         peft_model = PeftModel.from_pretrained(loaded.model, str(profile.adapter_dir))
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise ProfileError(f"the adapter of profile '{profile.name}' cannot be loaded ({str(error).splitlines()[0][:160]}); "
                            "adapt it again") from None
+    if scale is not None and scale != 1:
+        scale_adapter(peft_model, scale)
+        loaded.info["adapter_scale"] = scale
     loaded.model = peft_model.merge_and_unload() if merge else peft_model
     loaded.model.eval()
     loaded.name = f"{loaded.name}+{profile.name}"
@@ -115,9 +155,11 @@ class AdapterSwitcher:
         check_base_matches(profile, self.loaded)
         return profile
 
-    def use(self, name: str | None) -> Profile | None:
-        """Make profile ``name``'s adapter the active one (``None``: the plain base model).
-        On an error the previous state is kept when possible, else the base model."""
+    def use(self, name: str | None, scale: float | None = None) -> Profile | None:
+        """Make profile ``name``'s adapter the active one (``None``: the plain base model),
+        its deltas times ``scale`` (default 1). On an error the previous state is kept when
+        possible, else the base model."""
+        check_adapter_scale(scale)
         if name is None:
             self._restore()
             self._set_active(None)
@@ -125,13 +167,15 @@ class AdapterSwitcher:
         profile = self.check(name)
         self._restore()
         self._set_active(None)
-        self._merge(profile)
+        self._merge(profile, scale)
         self._set_active(profile)
         return profile
 
-    def _merge(self, profile: Profile) -> None:
+    def _merge(self, profile: Profile, scale: float | None = None) -> None:
         from peft import PeftModel
 
+        if profile.adapter_dir is None:
+            return  # keeps no adapter: the base model reads for it
         model = self.loaded.model
         try:
             peft_model = PeftModel.from_pretrained(model, str(profile.adapter_dir))
@@ -143,6 +187,8 @@ class AdapterSwitcher:
             base = getattr(module, "base_layer", None)
             if base is not None and path not in self._originals:
                 self._originals[path] = base.weight.detach().to("cpu", copy=True)
+        if scale is not None and scale != 1:
+            scale_adapter(peft_model, scale)
         self.loaded.model = peft_model.merge_and_unload()
         self.loaded.model.eval()
 
@@ -162,7 +208,7 @@ class AdapterSwitcher:
             self.loaded.info.pop(key, None)
         if profile is not None:
             self.loaded.info["profile"] = profile.name
-            self.loaded.info["adapter"] = str(profile.adapter_dir)
+            self.loaded.info["adapter"] = str(profile.adapter_dir) if profile.adapter_dir else None
             self.loaded.info["short_windows"] = reads_best_in_short_windows(profile)
 
 

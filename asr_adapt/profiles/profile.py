@@ -95,6 +95,15 @@ class Profile:
         return self.path / self.info.adapter if self.info.adapter else None
 
     @property
+    def kept_nothing(self) -> str | None:
+        """Why the last adaptation kept no adapter, when the profile has none (None: it has
+        one, or was never adapted). Such a profile reads with its base model as it is."""
+        if self.adapter_dir is not None:
+            return None
+        reason = self.info.metrics.get("kept_nothing")
+        return reason if isinstance(reason, str) and reason else None
+
+    @property
     def previous_adapter_dir(self) -> Path | None:
         """The adapter before the current one, kept for rollback, if it still exists."""
         versions = [entry.get("version") for entry in self.info.history]
@@ -114,11 +123,14 @@ class Profile:
 
     @classmethod
     def create(cls, name: str, base_model: str, base_weights_sha256: str | None,
-               backend: str = "whisper", kind: str = "speaker", force: bool = False) -> Profile:
+               backend: str = "whisper", kind: str = "speaker", force: bool = False,
+               base_profile: str | None = None) -> Profile:
         """Create an empty profile ``name`` and return it.
 
         An existing profile is an error unless ``force``; with ``force`` it is replaced
         only once the new one is complete (built beside it and swapped in by rename).
+        ``base_profile`` names the group profile whose adapter this one's training starts
+        from (checked by the caller).
         """
         validate_profile_name(name)
         if kind not in KINDS:
@@ -133,7 +145,7 @@ class Profile:
         stamp = iso_stamp(utc_now())
         info = ProfileInfo(name=name, kind=kind, base_model=base_model,
                            base_weights_sha256=base_weights_sha256, backend=backend,
-                           created=stamp, updated=stamp)
+                           created=stamp, updated=stamp, base_profile=base_profile)
         return cls(create_folder(root, info, force), info)
 
     @classmethod

@@ -61,8 +61,12 @@ def run_demo(out_dir: Path, samples: Path = SAMPLES_DIR, model: str = "whisper-t
     adaptation = adapt_profile(profile, lora, options, device=device, progress=progress)
     if not adaptation.saved:
         raise AsrAdaptError("; ".join(adaptation.warnings) or "adaptation did not improve the held-out WER")
-    say(f"      held-out WER {100 * adaptation.training.baseline_heldout_wer:.1f}% -> "
-        f"{100 * adaptation.training.best_heldout_wer:.1f}% in {adaptation.training.wall_seconds:.0f} s")
+    trained = adaptation.training
+    if trained.baseline_heldout_wer is not None:
+        say(f"      held-out WER {100 * trained.baseline_heldout_wer:.1f}% -> "
+            f"{100 * trained.best_heldout_wer:.1f}% in {trained.wall_seconds:.0f} s")
+    else:
+        say(f"      trained {trained.epochs_run} epochs in {trained.wall_seconds:.0f} s")
     say(f"[3/3] comparing on {len(test)} held-out test utterances ({samples / 'test'}) ...")
     comparison = compare_profile(profile.name, test, device=device, progress=progress,
                                  meta={"demo": True, "samples": str(samples)})

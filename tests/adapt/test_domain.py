@@ -146,7 +146,7 @@ def _train(tiny_whisper_dir, tmp_path, lambda_max, monkeypatch, epochs=6):
     monkeypatch.setattr(training, "heldout_wer", lambda *a, **k: 0.5)
     loaded = _sensitive_tiny_model(tiny_whisper_dir)
     options = TrainOptions(epochs=epochs, learning_rate=3e-2, batch_size=2, pack_seconds=0, patience=10,
-                           min_heldout=2, warmup_fraction=0.0)
+                           selection="heldout", min_heldout=2, warmup_fraction=0.0)
     domain = DomainOptions(enabled=True, weight=1.0, lambda_max=lambda_max, hidden_size=16,
                            min_unlabeled_seconds=1.0)
     unlabeled = [_telephone(_tone(i + 3), i) for i in range(16)]
@@ -173,7 +173,7 @@ def test_domain_accuracy_falls_toward_chance_while_task_loss_falls(tiny_whisper_
 def test_plain_training_records_no_domain_fields(tiny_whisper_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(training, "heldout_wer", lambda *a, **k: 0.5)
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
-    options = TrainOptions(epochs=1, pack_seconds=0, min_heldout=2)
+    options = TrainOptions(epochs=1, pack_seconds=0, selection="heldout", min_heldout=2)
     _, result = train_adapter(loaded, _labeled(tmp_path), LoraSettings(rank=2), options,
                               domain=DomainOptions(enabled=False), unlabeled=None)
     assert result.domain is None and result.final_domain_accuracy is None
@@ -188,7 +188,7 @@ def test_runaway_domain_loss_is_detected_and_best_state_kept(tiny_whisper_dir, t
     monkeypatch.setattr(confusion, "domain_loss", lambda logits, domains: (real(logits, domains)[0] * scale,
                                                                          real(logits, domains)[1]))
     loaded = _sensitive_tiny_model(tiny_whisper_dir)
-    options = TrainOptions(epochs=3, learning_rate=3e-2, batch_size=2, pack_seconds=0, min_heldout=2)
+    options = TrainOptions(epochs=3, learning_rate=3e-2, batch_size=2, pack_seconds=0, selection="heldout", min_heldout=2)
     domain = DomainOptions(enabled=True, weight=1.0, hidden_size=16, min_unlabeled_seconds=1.0)
     unlabeled = [_telephone(_tone(i), i) for i in range(8)]
     peft_model, result = train_adapter(loaded, _labeled(tmp_path), LoraSettings(rank=2), options,
@@ -203,10 +203,10 @@ def test_runaway_domain_loss_is_detected_and_best_state_kept(tiny_whisper_dir, t
 def test_labeled_only_with_domain_confusion_says_unlabeled_audio_is_needed(tiny_whisper_dir, tmp_path):
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     with pytest.raises(TrainingError, match="needs the user's unlabeled audio.*--unlabeled"):
-        train_adapter(loaded, _labeled(tmp_path), options=TrainOptions(min_heldout=2),
+        train_adapter(loaded, _labeled(tmp_path), options=TrainOptions(selection="heldout", min_heldout=2),
                       domain=DomainOptions(enabled=True), unlabeled=[])
     with pytest.raises(TrainingError, match="only 2 s of usable unlabeled audio"):
-        train_adapter(loaded, _labeled(tmp_path), options=TrainOptions(min_heldout=2),
+        train_adapter(loaded, _labeled(tmp_path), options=TrainOptions(selection="heldout", min_heldout=2),
                       domain=DomainOptions(enabled=True), unlabeled=[np.ones(32000, np.float32)])
 
 
@@ -222,7 +222,7 @@ def test_bad_layer_fails_before_training(tiny_whisper_dir, tmp_path, monkeypatch
     monkeypatch.setattr(training, "heldout_wer", lambda *a, **k: pytest.fail("trained"))
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
     with pytest.raises(OptionsError, match="domain layer 7 does not exist.*2 layers"):
-        train_adapter(loaded, _labeled(tmp_path), options=TrainOptions(min_heldout=2),
+        train_adapter(loaded, _labeled(tmp_path), options=TrainOptions(selection="heldout", min_heldout=2),
                       domain=DomainOptions(enabled=True, layer=7, min_unlabeled_seconds=1),
                       unlabeled=[_tone(i) for i in range(4)])
 

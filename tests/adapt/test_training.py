@@ -18,6 +18,7 @@ from asr_adapt.data.manifest import Utterance
 from asr_adapt.models.loading import resolve_model
 from asr_adapt.adapt import training
 from asr_adapt.models.whisper.text_style import to_whisper_style
+from asr_adapt.adapt import options as training_options
 from asr_adapt.adapt.options import TrainOptions, TrainingError
 from asr_adapt.adapt.examples import pack_windows, split_heldout
 from asr_adapt.adapt.training import train_adapter
@@ -68,7 +69,7 @@ def test_no_packing_keeps_one_utterance_per_window():
 
 def test_heldout_split_is_seeded_and_disjoint(tmp_path):
     utterances = [Utterance(id=f"u{i}", audio=tmp_path / f"{i}.wav", text="x") for i in range(40)]
-    options = TrainOptions(heldout_fraction=0.1, min_heldout=3, seed=7)
+    options = TrainOptions(heldout_fraction=0.1, selection="heldout", min_heldout=3, seed=7)
     train, held = split_heldout(utterances, options)
     assert len(held) == 4 and len(train) == 36
     assert not {u.id for u in train} & {u.id for u in held}
@@ -92,7 +93,7 @@ def test_group_heldout_is_one_whole_unheard_speaker(tmp_path):
 
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(learning_rate=0), dict(pack_seconds=3), dict(patience=0),
                                  dict(heldout_fraction=0.7), dict(batch_size=0),
-                                 dict(selection="best")])
+                                 dict(selection="best"), dict(heldout_from=7), dict(fixed_epochs=0)])
 def test_train_options_are_validated(bad):
     with pytest.raises(OptionsError):
         TrainOptions(**bad)
@@ -109,7 +110,7 @@ def test_auto_placement_is_the_encoder_for_one_voice_and_both_for_a_group(tiny_w
     assert LoraSettings().resolved(1).where == "encoder" and LoraSettings().resolved(3).where == "both"
     assert LoraSettings(where="decoder").resolved(1).where == "decoder"  # asked for: kept
     monkeypatch.setattr(training, "heldout_wer", lambda *a, **k: 0.5)
-    options = TrainOptions(epochs=1, pack_seconds=0, min_heldout=2)
+    options = TrainOptions(epochs=1, pack_seconds=0, selection="heldout", min_heldout=2)
     for speakers, where in (("s", "encoder"), ("ab", "both")):
         utterances = [replace(u, speaker=speakers[i % len(speakers)]) for i, u in enumerate(tiny_utterances(tmp_path))]
         loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
@@ -153,7 +154,7 @@ def test_training_lowers_the_loss_and_keeps_the_best_epoch(tiny_whisper_dir, tmp
     with torch.no_grad():
         loaded.model.model.decoder.layer_norm.weight.fill_(40.0)
     options = TrainOptions(epochs=10, learning_rate=3e-2, batch_size=4, pack_seconds=0, patience=10,
-                           min_heldout=2, warmup_fraction=0.0)
+                           selection="heldout", min_heldout=2, warmup_fraction=0.0)
     # Both halves, as for a group: the widened decoder norm is what lets the loss move here.
     peft_model, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=4, where="both"),
                                        options)
@@ -170,7 +171,7 @@ def test_adapter_round_trips_through_plain_peft(tiny_whisper_dir, tmp_path):
     from transformers import WhisperForConditionalGeneration
 
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
-    options = TrainOptions(epochs=2, learning_rate=2e-2, pack_seconds=0, min_heldout=2, patience=5)
+    options = TrainOptions(epochs=2, learning_rate=2e-2, pack_seconds=0, selection="heldout", min_heldout=2, patience=5)
     peft_model, _ = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=4), options)
     # Model selection may keep epoch 0 (B = 0, no change) on a random model: give the
     # adapter non-zero weights so that the round trip has something to carry.
@@ -195,8 +196,85 @@ def test_adapter_round_trips_through_plain_peft(tiny_whisper_dir, tmp_path):
 
 def test_too_few_utterances(tiny_whisper_dir, tmp_path):
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
-    with pytest.raises(TrainingError, match="too few"):
-        train_adapter(loaded, tiny_utterances(tmp_path, count=5))
+    with pytest.raises(TrainingError, match="too few to adapt"):
+        train_adapter(loaded, tiny_utterances(tmp_path, count=3))
+    with pytest.raises(TrainingError, match="too few to hold some out.*--select fixed"):
+        train_adapter(loaded, tiny_utterances(tmp_path, count=5), options=TrainOptions(selection="heldout"))
+
+
+@pytest.mark.parametrize("count, selection, epochs", [(4, "fixed", None), (49, "fixed", None), (50, "heldout", 8)])
+def test_auto_selection_holds_out_only_from_enough_utterances(count, selection, epochs):
+    options = TrainOptions()
+    assert options.selection == "auto" and options.selection_for(count) == selection
+    assert options.epochs_for(count) == (epochs or training_options.fixed_schedule_epochs(count))
+    assert TrainOptions(fixed_epochs=3).epochs_for(count) == (3 if selection == "fixed" else 8)
+    assert TrainOptions(selection="heldout").selection_for(count) == "heldout"
+
+
+def test_fixed_schedule_is_a_table_by_enrollment_size(monkeypatch):
+    monkeypatch.setattr(training_options, "FIXED_SCHEDULE", ((0, 6), (10, 4), (30, 3)))
+    assert [training_options.fixed_schedule_epochs(n) for n in (4, 9, 10, 29, 30, 200)] == [6, 6, 4, 4, 3, 3]
+
+
+def test_fixed_selection_trains_on_every_utterance_and_keeps_the_last_epoch(tiny_whisper_dir, tmp_path,
+                                                                            monkeypatch):
+    from asr_adapt.adapt import training
+
+    def never(*args, **kwargs):
+        raise AssertionError("nothing is held out, nothing is judged")
+
+    monkeypatch.setattr(training, "heldout_wer", never)
+    monkeypatch.setattr(training, "heldout_loss", never)
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    kept = {}
+    _, result = train_adapter(loaded, tiny_utterances(tmp_path, count=6), LoraSettings(rank=2),
+                              TrainOptions(fixed_epochs=3, pack_seconds=0, learning_rate=2e-2),
+                              on_epoch=lambda record: kept.__setitem__(record.epoch, {
+                                  k: v.detach().clone() for k, v in loaded.model.state_dict().items()
+                                  if "lora_A" in k}))
+    assert result.selection == "fixed" and result.train_utterances == 6 and result.heldout_utterances == 0
+    assert result.epochs_run == 3 and result.best_epoch == 3 and not result.stopped_early and result.improved
+    assert result.baseline_heldout_wer is None and result.best_heldout_wer is None
+    assert [r.heldout_wer for r in result.history] == [None] * 4
+    final = {k: v for k, v in loaded.model.state_dict().items() if "lora_A" in k}
+    assert all(torch.equal(final[k], kept[3][k]) for k in kept[3])
+    assert not all(torch.equal(kept[0][k], kept[3][k]) for k in kept[3])
+
+
+def test_training_can_start_from_a_saved_adapter(tiny_whisper_dir, tmp_path):
+    """Continued LoRA (group -> personal): the saved adapter is epoch 0, its rank and
+    placement are kept whatever the settings say, and training moves it on."""
+    from safetensors.torch import load_file
+
+    loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
+    peft_model, _ = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=4, where="both"),
+                                  TrainOptions(fixed_epochs=1, pack_seconds=0, learning_rate=2e-2))
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+    peft_model.save_pretrained(tmp_path / "group")
+    group = load_file(str(tmp_path / "group" / "adapter_model.safetensors"))
+    fresh = resolve_model(str(tiny_whisper_dir), device="cpu")
+    at_start = {}
+    personal, result = train_adapter(fresh, tiny_utterances(tmp_path, count=5), LoraSettings(rank=2),
+                                     TrainOptions(fixed_epochs=2, pack_seconds=0, learning_rate=2e-2),
+                                     start_from=str(tmp_path / "group"),
+                                     on_epoch=lambda record: record.epoch == 0 and at_start.update(
+                                         {k: v.detach().clone() for k, v in personal_state(fresh).items()}))
+    assert result.lora["rank"] == 4 and result.epochs_run == 2
+    assert any("decoder" in k for k in group) and any("encoder" in k for k in group)
+    personal.save_pretrained(tmp_path / "personal")
+    mine = load_file(str(tmp_path / "personal" / "adapter_model.safetensors"))
+    assert set(mine) == set(group) and all(mine[k].shape == group[k].shape for k in group)
+    assert all(torch.equal(at_start[k], group[k]) for k in group)  # epoch 0 is the group's adapter
+    assert not all(torch.equal(mine[k], group[k]) for k in group)  # and training moved it
+
+
+def personal_state(loaded) -> dict:
+    """LoRA tensors of a loaded model (LoRA injected in place), keyed as PEFT saves them."""
+    return {"base_model.model." + k.replace(".default.weight", ".weight"): v
+            for k, v in loaded.model.state_dict().items() if "lora_" in k}
 
 
 def test_utterance_without_text_is_refused(tiny_whisper_dir, tmp_path):
@@ -204,7 +282,7 @@ def test_utterance_without_text_is_refused(tiny_whisper_dir, tmp_path):
     utterances = tiny_utterances(tmp_path)
     utterances[3] = Utterance(id="blank", audio=utterances[3].audio, text="  ")
     with pytest.raises(TrainingError, match="'blank' has no text"):
-        train_adapter(loaded, utterances, options=TrainOptions(min_heldout=2))
+        train_adapter(loaded, utterances, options=TrainOptions(selection="heldout", min_heldout=2))
 
 
 def _judged(monkeypatch, losses, wers=None):
@@ -223,7 +301,7 @@ def _judged(monkeypatch, losses, wers=None):
 def test_no_early_stop_before_min_epochs(tiny_whisper_dir, tmp_path, monkeypatch, min_epochs, expected):
     _judged(monkeypatch, [1.0] * 10, [0.5] + [0.6] * 9)  # every adapted epoch is worse
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
-    options = TrainOptions(epochs=6, pack_seconds=0, min_heldout=2, patience=1, min_epochs=min_epochs)
+    options = TrainOptions(epochs=6, pack_seconds=0, selection="heldout", min_heldout=2, patience=1, min_epochs=min_epochs)
     _, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.epochs_run == expected and result.stopped_early and result.best_epoch == 0
     assert not result.improved
@@ -238,7 +316,7 @@ def test_an_adapter_tying_the_base_model_is_kept(tiny_whisper_dir, tmp_path, mon
     """Equal held-out WERs: an adapted epoch wins over the unadapted model whatever its loss."""
     _judged(monkeypatch, losses)
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
-    options = TrainOptions(epochs=4, pack_seconds=0, min_heldout=2, patience=5)
+    options = TrainOptions(epochs=4, pack_seconds=0, selection="heldout", min_heldout=2, patience=5)
     _, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.best_epoch == best and result.improved
 
@@ -246,7 +324,7 @@ def test_an_adapter_tying_the_base_model_is_kept(tiny_whisper_dir, tmp_path, mon
 def test_a_worse_adapter_is_not_kept(tiny_whisper_dir, tmp_path, monkeypatch):
     _judged(monkeypatch, [1.0, 0.5, 0.4, 0.3, 0.2], [0.5, 0.51, 0.55, 0.6, 0.52])
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
-    options = TrainOptions(epochs=4, pack_seconds=0, min_heldout=2, patience=5)
+    options = TrainOptions(epochs=4, pack_seconds=0, selection="heldout", min_heldout=2, patience=5)
     _, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.best_epoch == 0 and not result.improved
 
@@ -254,7 +332,7 @@ def test_a_worse_adapter_is_not_kept(tiny_whisper_dir, tmp_path, monkeypatch):
 def test_equal_heldout_wers_are_decided_by_heldout_loss(tiny_whisper_dir, tmp_path, monkeypatch):
     _judged(monkeypatch, [1.0, 0.9, 0.95, 0.8, 0.85])
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
-    options = TrainOptions(epochs=4, pack_seconds=0, min_heldout=2, patience=5)
+    options = TrainOptions(epochs=4, pack_seconds=0, selection="heldout", min_heldout=2, patience=5)
     _, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.best_epoch == 3 and result.improved
     assert [r.heldout_loss for r in result.history] == [1.0, 0.9, 0.95, 0.8, 0.85]
@@ -332,6 +410,6 @@ def test_short_window_training_reaches_the_encoder_adapters_and_is_recorded(tiny
     assert loss.item() != batcher.loss(loaded.model, full).item()  # it really read less
 
     loaded = resolve_model(str(tiny_whisper_dir), device="cpu")
-    options = TrainOptions(epochs=1, pack_seconds=0, min_heldout=2, short_window_share=0.5)
+    options = TrainOptions(epochs=1, pack_seconds=0, selection="heldout", min_heldout=2, short_window_share=0.5)
     _, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.options["short_window_share"] == 0.5 and result.epochs_run == 1

@@ -76,7 +76,7 @@ def test_training_augments_what_it_trains_on_and_judges_the_real_audio(tiny_whis
         return real_features(self, windows)
 
     monkeypatch.setattr(WhisperBatcher, "features", watching_features)
-    options = TrainOptions(epochs=2, pack_seconds=0, min_heldout=2, spec_augment=True,
+    options = TrainOptions(epochs=2, pack_seconds=0, selection="heldout", min_heldout=2, spec_augment=True,
                            speed_factors=[0.8], learning_rate=1e-2)
     _, result = train_adapter(loaded, tiny_utterances(tmp_path), LoraSettings(rank=2), options)
     assert result.options["speed_factors"] == (0.8,) and result.options["spec_augment"] is True

@@ -44,13 +44,11 @@ def test_adapt_then_use_the_profile(capsys, tmp_path, tiny_whisper_dir):
     manifest = _manifest(tmp_path)
     run_cli(capsys, "enroll", "solo", "--from", manifest, "--model", tiny_whisper_dir, "--no-train")
     code, _, err = run_cli(capsys, "adapt", "solo", "--epochs", "1", "--pack-seconds", "0")
-    # A random tiny model rarely beats itself in one epoch: either outcome must be reported.
-    assert code in (0, 1)
-    assert "held-out WER" in err
+    # 10 utterances: the fixed schedule (nothing held out), here one epoch, always kept.
+    assert code == 0, err
+    assert "trained 1 epochs on all 10 utterances" in err and "nothing held out" in err
     profile = Profile.open("solo")
-    if code == 1:
-        assert "did not improve" in err and profile.adapter_dir is None
-        return
+    assert profile.info.settings["training"]["fixed_epochs"] == 1
     assert profile.adapter_dir is not None and (profile.adapter_dir / "adapter_config.json").is_file()
     code, out, err = run_cli(capsys, "transcribe", tmp_path / "u0.wav", "--profile", "solo", *FAST, "-f", "json")
     assert code == 0, err
@@ -107,9 +105,9 @@ def test_existing_profile_asks_in_a_terminal(capsys, monkeypatch, tmp_path, tiny
 
 
 def test_too_few_utterances(capsys, tmp_path, tiny_whisper_dir):
-    code, _, err = run_cli(capsys, "enroll", "few", "--from", _manifest(tmp_path, count=4),
+    code, _, err = run_cli(capsys, "enroll", "few", "--from", _manifest(tmp_path, count=3),
                            "--model", tiny_whisper_dir)
-    assert_one_line_error(code, err, "at least 8")
+    assert_one_line_error(code, err, "at least 4")
 
 
 def test_utterances_without_text(capsys, tmp_path, tiny_whisper_dir):
