@@ -11,6 +11,9 @@ utterances are scored before and after, decoded as ``asr-adapt compare`` decodes
 - ``outside``: the last 4 utterances of 8 fixed speechocean762 speakers (4 adults, 4
   children, drawn from the train split with seed 19; the speaker's own are left out).
 
+The generic cost is decoded greedily (before and after alike: a relative figure, and a
+beam of 5 would triple the benchmark's decoding).
+
 Speakers are taken in a fixed order (the sorted ids shuffled with seed 762, so any prefix
 mixes adults and children); ``--speakers`` limits how many, ``--skip`` starts later in the
 order. Each run's result is appended to ``--out`` (JSON lines) as soon as it is measured,
@@ -54,6 +57,8 @@ from speechocean_split import ADULT_MIN_AGE, SEED, default_data_dir, speaker_age
 MODEL = "whisper-tiny.en"
 #: Utterances scored per speaker: the last 8 of each speaker's 20.
 TEST_PER_SPEAKER = 8
+#: Beam of the generic-cost decoding (greedy; the personal test uses compare's beam of 5).
+COST_BEAM = 1
 #: Outside speakers (4 adults, 4 children) and utterances each: the generic cost on real voices.
 OUTSIDE_SPEAKERS, OUTSIDE_PER_SPEAKER, OUTSIDE_SEED = 4, 4, 19
 
@@ -112,13 +117,23 @@ class Bench:
         report = score([u.text for u in utterances], hypotheses)
         return {"wer": report.wer, "words": report.reference_words, "errors": report.errors}
 
+    def scores(self, loaded, test: list[Utterance], outside: list[Utterance]) -> dict:
+        """The personal test as ``compare`` decodes it; the generic cost greedily (a relative
+        figure, before vs after, and a beam of 5 would triple the benchmark's decoding)."""
+        return {"test": self.wer(loaded, test), "generic": self.wer(loaded, self.generic, COST_BEAM),
+                "outside": self.wer(loaded, outside, COST_BEAM)}
+
     def unadapted(self, loaded, speaker: str, test: list[Utterance], outside: list[Utterance]) -> dict:
-        """The base model's scores for ``speaker``: measured once, shared by every run."""
-        key = f"base/{speaker}"
-        if key not in self.rows:
-            self.record({"key": key, **{name: self.wer(loaded, part) for name, part in
-                                       (("test", test), ("generic", self.generic), ("outside", outside))}})
-        return {name: self.rows[key][name] for name in ("test", "generic", "outside")}
+        """The base model's scores for ``speaker`` (test) and for the cost sets (shared by every
+        speaker, but the outside set without the speaker's own): measured once each."""
+        keys = {"test": f"base/{speaker}", "generic": "base/generic",
+                "outside": f"base/outside-{len(outside)}-{outside[0].id}"}
+        parts = {"test": (test, None), "generic": (self.generic, COST_BEAM), "outside": (outside, COST_BEAM)}
+        for name, key in keys.items():
+            if key not in self.rows:
+                utterances, beam = parts[name]
+                self.record({"key": key, **self.wer(loaded, utterances, beam)})
+        return {name: {k: self.rows[key][k] for k in ("wer", "words", "errors")} for name, key in keys.items()}
 
     def run(self, config: str, speaker: str, size: int, enroll: list[Utterance], test: list[Utterance],
             outside: list[Utterance], age: int, train: dict, lora: dict, base_adapter: str | None) -> dict:
@@ -137,21 +152,19 @@ class Bench:
         curve = []
 
         def on_epoch(record) -> None:
-            if trace and record.epoch > 0:
+            if trace:
                 curve.append({"epoch": record.epoch, "test": self.wer(loaded, test, 1)["wer"],
                               "generic": self.wer(loaded, self.generic, 1)["wer"]})
 
         _, result = train_adapter(loaded, enroll, LoraSettings(**lora), options, on_epoch=on_epoch,
                                   start_from=base_adapter)
-        after = {name: self.wer(loaded, part) for name, part in
-                 (("test", test), ("generic", self.generic), ("outside", outside))}
+        after = self.scores(loaded, test, outside)
         scaled = {}
         for scale in self.scales:
             from peft.helpers import rescale_adapter_scale
 
             with rescale_adapter_scale(loaded.model, scale):
-                scaled[str(scale)] = {name: self.wer(loaded, part) for name, part in
-                                      (("test", test), ("generic", self.generic), ("outside", outside))}
+                scaled[str(scale)] = self.scores(loaded, test, outside)
         row = {"key": key, "config": config, "speaker": speaker, "age": age,
                "group": "adult" if age >= ADULT_MIN_AGE else "child", "size": size,
                "enroll_seconds": round(sum(u.duration or 0 for u in enroll), 1),
@@ -226,10 +239,38 @@ def summarize(rows: list[dict]) -> dict:
             "kept": sum(bool(r["kept_adapter"]) for r in rows)}
 
 
+def fit_table(rows: list[dict]) -> str:
+    """From ``trace`` runs: per enrollment size and epoch, the median relative cut of the
+    speakers' greedy test WER, how many got worse, and the generic cost (greedy, relative to
+    the unadapted model: epoch 0 of the trace when it was recorded)."""
+    lines = ["| size | epoch | speakers | median cut | worse | generic cost (mean) |", "|---|---|---|---|---|---|"]
+    traces = [r for r in rows if r.get("config") == "trace" and r.get("curve")]
+    for size in sorted({r["size"] for r in traces}):
+        part = [r for r in traces if r["size"] == size]
+        for epoch in range(1, 1 + max(c["epoch"] for r in part for c in r["curve"])):
+            cuts, worse, cost = [], 0, []
+            for r in part:
+                by_epoch = {c["epoch"]: c for c in r["curve"]}
+                start = by_epoch.get(0) or {"test": r["before"]["test"]["wer"], "generic": r["before"]["generic"]["wer"]}
+                if epoch not in by_epoch:
+                    continue
+                now = by_epoch[epoch]
+                if start["test"] > 0:
+                    cuts.append((start["test"] - now["test"]) / start["test"])
+                worse += now["test"] > start["test"]
+                if start["generic"] > 0:
+                    cost.append((now["generic"] - start["generic"]) / start["generic"])
+            if cuts:
+                lines.append(f"| {size} | {epoch} | {len(cuts)} | {100 * statistics.median(cuts):.1f}% | {worse} | "
+                             f"{100 * statistics.mean(cost):+.1f}% |")
+    return "\n".join(lines)
+
+
 def report(path: Path) -> str:
     """Markdown tables of a benchmark file: one line per configuration, size and group."""
     rows = [row for row in (json.loads(line) for line in path.read_text().splitlines() if line.strip())
             if "config" in row]
+    fitted = fit_table(rows)
     lines = ["| config | size | group | speakers | median cut (q1-q3) | better / worse | worse > 2 pt | "
              "WER pooled before -> after | generic cost | outside cost |", "|" + "---|" * 10]
     groups = sorted({(r["config"], r["size"], r["group"]) for r in rows})
@@ -241,7 +282,8 @@ def report(path: Path) -> str:
                      f"({100 * s['q1']:.1f}-{100 * s['q3']:.1f}%) | {100 * s['better']:.0f}% / {100 * s['worse']:.0f}% | "
                      f"{s['worse_2pt']} (worst {s['worst_points']:+.1f}) | {100 * s['pooled_before']:.1f}% -> "
                      f"{100 * s['pooled_after']:.1f}% | {pct(s['generic_cost'])} | {pct(s['outside_cost'])} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + ("\n\nTrace (greedy, epoch by epoch):\n\n" + fitted if "|\n" in fitted + "\n" and
+                              fitted.count("\n") > 1 else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("adult", "child", "pool", "eval"), default=None,
                         help="only adults, children, or the speakers of recipes/speechocean_split's pools or eval sets")
     parser.add_argument("--exclude", type=Path, action="append", default=[], metavar="RESULTS",
-                        help="leave out the speakers of this results file (e.g. those the schedule was fitted on)")
+                        help="leave out the speakers of this results file (e.g. those the schedule was fitted on) "
+                             "or JSON list (a group's speakers.json)")
     parser.add_argument("--sizes", default="12", help="enrollment sizes (utterances), comma-separated")
     parser.add_argument("--curve-speakers", type=int, default=0,
                         help="the first N speakers also at 4 and 8 utterances (the learning curve)")
@@ -288,7 +331,10 @@ def main(argv: list[str] | None = None) -> int:
         members = {u.speaker for name, part in parts.items() if name.endswith(args.only) for u in part}
         order = [s for s in order if s in members]
     for results in args.exclude:
-        seen = {json.loads(line).get("speaker") for line in results.read_text().splitlines() if line.strip()}
+        if results.suffix == ".json":  # a list of speakers (a group's speakers.json)
+            seen = set(json.loads(results.read_text()))
+        else:
+            seen = {json.loads(line).get("speaker") for line in results.read_text().splitlines() if line.strip()}
         order = [s for s in order if s not in seen]
     order = order[args.skip:args.skip + args.speakers]
     outside_all = outside_set(by_speaker, ages)

@@ -138,8 +138,12 @@ SELECTIONS = ("auto", "heldout", "last", "fixed")
 #: Fewest utterances a held-out selection can split (3 held out, the rest trained on).
 HELDOUT_MIN_UTTERANCES = 8
 #: Fitted schedule for "fixed" selection: (fewest utterances, epochs), the largest bracket
-#: that fits applies. Fitted on speechocean762 train-split speakers (recipes/bench_personal.py).
-FIXED_SCHEDULE: tuple[tuple[int, int], ...] = ((0, 8),)
+#: that fits applies. Fitted on speechocean762 train-split speakers with
+#: ``recipes/bench_personal.py --config trace`` (8 epochs on all utterances, each epoch
+#: scored): the median relative cut peaked at epochs 2-4 for 4, 8 and 12 utterances (3:
+#: 42.9%, 42.9%, 44.0%; 8: 35.7%, 28.6%, 28.6%) while the cost on other voices grew with
+#: every epoch; 3 was as good as the best at every size (BENCHMARKS.md, "Real voices").
+FIXED_SCHEDULE: tuple[tuple[int, int], ...] = ((0, 3),)
 
 
 def fixed_schedule_epochs(utterances: int) -> int:

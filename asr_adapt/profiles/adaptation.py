@@ -254,7 +254,9 @@ def _worth_saving(report: AdaptReport, profile: Profile, started_from_group: boo
     if not result.improved:
         report.warnings.append(
             f"adaptation did not improve held-out WER ({100 * result.baseline_heldout_wer:.1f}%); "
-            "the profile keeps its previous adapter. Record more utterances or raise --epochs")
+            + ("the profile keeps its previous adapter" if profile.adapter_dir else
+               "the profile keeps no adapter and reads with its base model as it is")
+            + ". Record more utterances or raise --epochs")
         return False
     return True
 
