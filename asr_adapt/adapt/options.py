@@ -68,7 +68,9 @@ class TrainOptions:
     #: slice out (10%, at least 5 utterances) and choose the epoch on it.
     heldout_from: int = 50
     #: "fixed" selection: epochs to train (None: the schedule fitted on speechocean762's
-    #: train-split speakers, by enrollment size: :data:`FIXED_SCHEDULE`).
+    #: train-split speakers, by enrollment size: :data:`FIXED_SCHEDULE`). The learning
+    #: rate follows an ``epochs``-long run's schedule and stops where this one stops, as
+    #: held-out early stopping would (and as the schedule was fitted).
     fixed_epochs: int | None = None
     #: Speed perturbation: every epoch, each training utterance is played at a speed drawn
     #: from these factors (e.g. (0.9, 1.0, 1.1)); empty: off.

@@ -210,7 +210,11 @@ def _prepare(loaded: LoadedModel, lora: LoraSettings, options: TrainOptions, dom
     optimizer = _optimizer(options, parameters, confusion)
     from transformers import get_linear_schedule_with_warmup
 
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(total_steps * options.warmup_fraction), total_steps)
+    # The learning rate follows the schedule of a full ``options.epochs`` run even when
+    # fewer epochs train (the fixed schedule): those stop where held-out early stopping
+    # would, at the learning rate that run had there, which is what the schedule was fitted on.
+    horizon = len(first_epoch) * max(epochs, options.epochs)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(horizon * options.warmup_fraction), horizon)
     return _Run(
         loaded=loaded, lora=lora, options=options, domain=domain, selection=selection, epochs=epochs,
         batcher=batcher, data=data,

@@ -64,7 +64,7 @@ class AdaptReport:
         t = self.training
         return {
             "heldout_wer_before": t.baseline_heldout_wer, "heldout_wer_after": t.best_heldout_wer,
-            "best_epoch": t.best_epoch, "epochs_run": t.epochs_run,
+            "best_epoch": t.best_epoch, "epochs_run": t.epochs_run, "selection": t.selection,
             "train_utterances": t.train_utterances, "heldout_utterances": t.heldout_utterances,
             "train_minutes": round(t.train_seconds_of_audio / 60, 2),
             "generic_wer_before": self.generic_wer_before, "generic_wer_after": self.generic_wer_after,
@@ -246,10 +246,15 @@ def _worth_saving(report: AdaptReport, profile: Profile, started_from_group: boo
     if result.diverged:
         report.warnings.append(f"domain confusion diverged: {result.diverged}")
         previous = profile.info.metrics.get("heldout_wer_after") if profile.adapter_dir else None
-        if result.improved and previous is not None and result.best_heldout_wer >= previous:
+        if result.improved and previous is not None and result.best_heldout_wer is not None \
+                and result.best_heldout_wer >= previous:
             report.warnings.append(
                 f"the profile keeps its current adapter (held-out WER {100 * previous:.1f}%, "
                 f"this run's best {100 * result.best_heldout_wer:.1f}%)")
+            return False
+        if profile.adapter_dir and (previous is None or result.best_heldout_wer is None):
+            # Nothing held out to show that a runaway run did better: keep what works.
+            report.warnings.append("the profile keeps its current adapter (nothing held out to compare with)")
             return False
     if not result.improved:
         report.warnings.append(

@@ -124,7 +124,7 @@ def test_divergence_is_reported_and_a_better_adapter_kept(capsys, tmp_path, tiny
 
     _enrolled(capsys, tmp_path, tiny_whisper_dir)
     monkeypatch.setattr(TrainResult, "improved", property(lambda self: True))
-    code, _, err = run_cli(capsys, "adapt", "solo", "--epochs", "1", "--pack-seconds", "0")
+    code, _, err = run_cli(capsys, "adapt", "solo", "--epochs", "1", "--pack-seconds", "0", "--select", "heldout")
     assert code == 0, err
     first = Profile.open("solo").adapter_dir
     real = adaptation.train_adapter
@@ -138,9 +138,15 @@ def test_divergence_is_reported_and_a_better_adapter_kept(capsys, tmp_path, tiny
 
     monkeypatch.setattr(adaptation, "train_adapter", runaway)
     code, _, err = run_cli(capsys, "adapt", "solo", "--domain-confusion", "--unlabeled", _unlabeled_dir(tmp_path),
-                           *FAST_TRAIN)
+                           *FAST_TRAIN, "--select", "heldout")
     assert code == 1
     assert "domain confusion diverged" in err and "keeps its current adapter" in err
+    assert Profile.open("solo").adapter_dir == first
+    # The fixed schedule holds nothing out: a runaway run cannot show it did better.
+    code, _, err = run_cli(capsys, "adapt", "solo", "--domain-confusion", "--unlabeled", _unlabeled_dir(tmp_path),
+                           *FAST_TRAIN)
+    assert code == 1
+    assert "keeps its current adapter (nothing held out to compare with)" in err
     assert Profile.open("solo").adapter_dir == first
 
 

@@ -49,6 +49,7 @@ def test_adapt_then_use_the_profile(capsys, tmp_path, tiny_whisper_dir):
     assert "trained 1 epochs on all 10 utterances" in err and "nothing held out" in err
     profile = Profile.open("solo")
     assert profile.info.settings["training"]["fixed_epochs"] == 1
+    assert profile.info.metrics["selection"] == "fixed" and profile.info.metrics["heldout_utterances"] == 0
     assert profile.adapter_dir is not None and (profile.adapter_dir / "adapter_config.json").is_file()
     code, out, err = run_cli(capsys, "transcribe", tmp_path / "u0.wav", "--profile", "solo", *FAST, "-f", "json")
     assert code == 0, err
