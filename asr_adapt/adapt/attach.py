@@ -30,6 +30,19 @@ def continue_lora(model, adapter_dir: str):
     return peft_model, settings
 
 
+def shrink_adapter(peft_model, share: float) -> None:
+    """Scale every LoRA delta of ``peft_model`` to ``share`` of itself, in its weights (so
+    that a saved adapter carries it): each ``lora_B`` matrix times ``share``."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    with torch.no_grad():
+        for module in peft_model.modules():
+            if isinstance(module, LoraLayer):
+                for adapter in module.lora_B:
+                    module.lora_B[adapter].weight.mul_(share)
+
+
 def count_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -37,4 +50,4 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, total
 
 
-__all__ = ["attach_lora", "continue_lora", "count_parameters"]
+__all__ = ["attach_lora", "continue_lora", "count_parameters", "shrink_adapter"]

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from asr_adapt.adapt.attach import attach_lora, continue_lora, count_parameters
+from asr_adapt.adapt.attach import attach_lora, continue_lora, count_parameters, shrink_adapter
 from asr_adapt.adapt.confusion import DomainConfusion, check_unlabeled
 from asr_adapt.adapt.options import DomainOptions
 from asr_adapt.adapt.domain import select_layer
@@ -130,6 +130,8 @@ class _Run:
     #: The selection rule ("auto" decided) and the most epochs this run trains.
     selection: str
     epochs: int
+    #: Whether training continues a saved adapter (a group's) instead of fresh LoRA.
+    continued: bool
     batcher: Any
     data: TrainingSet
     peft_model: Any
@@ -217,6 +219,7 @@ def _prepare(loaded: LoadedModel, lora: LoraSettings, options: TrainOptions, dom
     scheduler = get_linear_schedule_with_warmup(optimizer, int(horizon * options.warmup_fraction), horizon)
     return _Run(
         loaded=loaded, lora=lora, options=options, domain=domain, selection=selection, epochs=epochs,
+        continued=start_from is not None,
         batcher=batcher, data=data,
         peft_model=peft_model, model=model, trainable=trainable, total=total, rng=rng, speed_rng=speed_rng,
         augmenter=augmenter, short_share=short_share,
@@ -373,6 +376,9 @@ def _finish(run: _Run, state: _Progress) -> TrainResult:
     """Restore the best adapter and say what training did."""
     if state.best_state is not None:
         run.peft_model.load_state_dict(state.best_state, strict=False)
+    share = run.options.keep_share_for(run.selection, run.continued)
+    if share != 1 and state.best_epoch > 0:
+        shrink_adapter(run.peft_model, share)
     run.model.eval()
     data = run.data
     result = TrainResult(
@@ -384,7 +390,7 @@ def _finish(run: _Run, state: _Progress) -> TrainResult:
         windows_per_epoch=run.windows_per_epoch, trainable_parameters=run.trainable, total_parameters=run.total,
         wall_seconds=round(time.perf_counter() - run.started, 1), peak_memory_mb=peak_memory_mb(run.loaded),
         lora=run.lora.to_dict(), options={**asdict(run.options), "short_window_share": run.short_share},
-        history=state.history, selection=run.selection)
+        history=state.history, selection=run.selection, keep_share=share)
     if run.confusion is not None:
         result.domain = run.domain.to_dict()
         result.unlabeled_pieces = len(run.confusion.unlabeled)

@@ -125,6 +125,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                             "last (train --epochs, keep the last), fixed (hold nothing out, train a fixed schedule "
                             f"of epochs fitted on other speakers), auto: fixed below {train.heldout_from} utterances, "
                             f"heldout from there (default: {train.selection})")
+    group.add_argument("--keep-share", type=float, default=train.keep_share, metavar="S",
+                       help="share of the trained deltas the saved adapter keeps (default: 0.5 with the fixed "
+                            "schedule, 1 with a held-out slice or a group's adapter to start from)")
     group.add_argument("--fixed-epochs", type=int, default=train.fixed_epochs, metavar="N",
                        help="epochs of the fixed schedule (default: fitted by enrollment size, see docs/adaptation.md)")
     group.add_argument("--heldout-speaker", action=argparse.BooleanOptionalAction, default=train.heldout_speaker,
@@ -233,7 +236,7 @@ def training_settings(args: argparse.Namespace):
     # --epochs given: that many, whichever way the epoch is chosen (--fixed-epochs: the fixed schedule's).
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
     fixed = args.fixed_epochs if args.fixed_epochs is not None else args.epochs
-    options = TrainOptions(**epochs, fixed_epochs=fixed, learning_rate=args.learning_rate, batch_size=args.train_batch_size,
+    options = TrainOptions(**epochs, fixed_epochs=fixed, keep_share=args.keep_share, learning_rate=args.learning_rate, batch_size=args.train_batch_size,
                            pack_seconds=args.pack_seconds, patience=args.patience, min_epochs=args.min_epochs, seed=args.seed,
                            time_budget_minutes=args.time_budget, selection=args.selection,
                            short_window_share=args.short_window_share, speed_factors=args.speed_factors,

@@ -65,6 +65,7 @@ class AdaptReport:
         return {
             "heldout_wer_before": t.baseline_heldout_wer, "heldout_wer_after": t.best_heldout_wer,
             "best_epoch": t.best_epoch, "epochs_run": t.epochs_run, "selection": t.selection,
+            "keep_share": t.keep_share,
             "train_utterances": t.train_utterances, "heldout_utterances": t.heldout_utterances,
             "train_minutes": round(t.train_seconds_of_audio / 60, 2),
             "generic_wer_before": self.generic_wer_before, "generic_wer_after": self.generic_wer_after,

@@ -93,7 +93,8 @@ def test_group_heldout_is_one_whole_unheard_speaker(tmp_path):
 
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(learning_rate=0), dict(pack_seconds=3), dict(patience=0),
                                  dict(heldout_fraction=0.7), dict(batch_size=0),
-                                 dict(selection="best"), dict(heldout_from=7), dict(fixed_epochs=0)])
+                                 dict(selection="best"), dict(heldout_from=7), dict(fixed_epochs=0),
+                                 dict(keep_share=0), dict(keep_share=1.5)])
 def test_train_options_are_validated(bad):
     with pytest.raises(OptionsError):
         TrainOptions(**bad)
@@ -231,14 +232,28 @@ def test_fixed_selection_trains_on_every_utterance_and_keeps_the_last_epoch(tiny
                               TrainOptions(fixed_epochs=3, pack_seconds=0, learning_rate=2e-2),
                               on_epoch=lambda record: kept.__setitem__(record.epoch, {
                                   k: v.detach().clone() for k, v in loaded.model.state_dict().items()
-                                  if "lora_A" in k}))
+                                  if "lora_" in k}))
     assert result.selection == "fixed" and result.train_utterances == 6 and result.heldout_utterances == 0
     assert result.epochs_run == 3 and result.best_epoch == 3 and not result.stopped_early and result.improved
     assert result.baseline_heldout_wer is None and result.best_heldout_wer is None
     assert [r.heldout_wer for r in result.history] == [None] * 4
-    final = {k: v for k, v in loaded.model.state_dict().items() if "lora_A" in k}
-    assert all(torch.equal(final[k], kept[3][k]) for k in kept[3])
-    assert not all(torch.equal(kept[0][k], kept[3][k]) for k in kept[3])
+    final = {k: v for k, v in loaded.model.state_dict().items() if "lora_" in k}
+    a_keys = [k for k in kept[3] if "lora_A" in k]
+    b_keys = [k for k in kept[3] if "lora_B" in k]
+    assert all(torch.equal(final[k], kept[3][k]) for k in a_keys)
+    assert not all(torch.equal(kept[0][k], kept[3][k]) for k in a_keys)
+    # Nothing held out vouches for the full deltas: the kept adapter holds half of them.
+    assert result.keep_share == 0.5
+    assert all(torch.allclose(final[k], 0.5 * kept[3][k]) for k in b_keys)
+    assert any(kept[3][k].abs().sum() > 0 for k in b_keys)
+
+
+@pytest.mark.parametrize("options, continued, share", [
+    (dict(), False, 0.5), (dict(), True, 1.0), (dict(selection="heldout"), False, 1.0),
+    (dict(keep_share=0.8), True, 0.8), (dict(selection="last", keep_share=1.0), False, 1.0)])
+def test_the_kept_share_of_the_deltas(options, continued, share):
+    train = TrainOptions(**options)
+    assert train.keep_share_for(train.selection_for(12), continued) == share
 
 
 def test_training_can_start_from_a_saved_adapter(tiny_whisper_dir, tmp_path):
@@ -262,7 +277,7 @@ def test_training_can_start_from_a_saved_adapter(tiny_whisper_dir, tmp_path):
                                      start_from=str(tmp_path / "group"),
                                      on_epoch=lambda record: record.epoch == 0 and at_start.update(
                                          {k: v.detach().clone() for k, v in personal_state(fresh).items()}))
-    assert result.lora["rank"] == 4 and result.epochs_run == 2
+    assert result.lora["rank"] == 4 and result.epochs_run == 2 and result.keep_share == 1.0
     assert any("decoder" in k for k in group) and any("encoder" in k for k in group)
     personal.save_pretrained(tmp_path / "personal")
     mine = load_file(str(tmp_path / "personal" / "adapter_model.safetensors"))

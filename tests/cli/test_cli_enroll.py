@@ -50,6 +50,7 @@ def test_adapt_then_use_the_profile(capsys, tmp_path, tiny_whisper_dir):
     profile = Profile.open("solo")
     assert profile.info.settings["training"]["fixed_epochs"] == 1
     assert profile.info.metrics["selection"] == "fixed" and profile.info.metrics["heldout_utterances"] == 0
+    assert profile.info.metrics["keep_share"] == 0.5
     assert profile.adapter_dir is not None and (profile.adapter_dir / "adapter_config.json").is_file()
     code, out, err = run_cli(capsys, "transcribe", tmp_path / "u0.wav", "--profile", "solo", *FAST, "-f", "json")
     assert code == 0, err
