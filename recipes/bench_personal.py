@@ -266,6 +266,29 @@ def fit_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: Configurations compared speaker by speaker in the report (on the speakers both have).
+PAIRS = (("default", "stack", 4), ("fixed3-full", "default", 12), ("fixed3-decayed", "default", 12))
+
+
+def paired_table(rows: list[dict]) -> str:
+    """Each of :data:`PAIRS` on the speakers both configurations ran: median relative cut,
+    pooled WER, and the speakers worse than unadapted by more than 2 points."""
+    lines = ["| size | speakers | configuration | median cut | pooled WER | worse > 2 pt | generic cost | outside cost |",
+             "|---|---|---|---|---|---|---|---|"]
+    for first, second, size in PAIRS:
+        by = {c: {r["speaker"]: r for r in rows if (r.get("config"), r.get("size")) == (c, size)} for c in (first, second)}
+        common = sorted(set(by[first]) & set(by[second]))
+        if not common:
+            continue
+        for config in (first, second):
+            s = summarize([by[config][speaker] for speaker in common])
+            pct = lambda v: "n/a" if v is None else f"{100 * v:+.1f}%"  # noqa: E731
+            lines.append(f"| {size} | {len(common)} | {config} | {100 * s['median']:.1f}% | "
+                         f"{100 * s['pooled_before']:.1f}% -> {100 * s['pooled_after']:.1f}% | {s['worse_2pt']} | "
+                         f"{pct(s['generic_cost'])} | {pct(s['outside_cost'])} |")
+    return "\n".join(lines)
+
+
 def report(path: Path) -> str:
     """Markdown tables of a benchmark file: one line per configuration, size and group."""
     rows = [row for row in (json.loads(line) for line in path.read_text().splitlines() if line.strip())
@@ -282,8 +305,8 @@ def report(path: Path) -> str:
                      f"({100 * s['q1']:.1f}-{100 * s['q3']:.1f}%) | {100 * s['better']:.0f}% / {100 * s['worse']:.0f}% | "
                      f"{s['worse_2pt']} (worst {s['worst_points']:+.1f}) | {100 * s['pooled_before']:.1f}% -> "
                      f"{100 * s['pooled_after']:.1f}% | {pct(s['generic_cost'])} | {pct(s['outside_cost'])} |")
-    return "\n".join(lines) + ("\n\nTrace (greedy, epoch by epoch):\n\n" + fitted if "|\n" in fitted + "\n" and
-                              fitted.count("\n") > 1 else "")
+    text = "\n".join(lines) + "\n\nSpeaker by speaker, on the speakers both ran:\n\n" + paired_table(rows)
+    return text + ("\n\nTrace (greedy, epoch by epoch):\n\n" + fitted if fitted.count("\n") > 1 else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         parts = split_speechocean(data)
         members = {u.speaker for name, part in parts.items() if name.endswith(args.only) for u in part}
         order = [s for s in order if s in members]
+    group_file = Path(args.base_adapter).parent / "speakers.json" if args.base_adapter else None
+    if group_file is not None and group_file.is_file():  # the group's own speakers are not outside it
+        args.exclude.append(group_file)
     for results in args.exclude:
         if results.suffix == ".json":  # a list of speakers (a group's speakers.json)
             seen = set(json.loads(results.read_text()))
@@ -340,10 +366,6 @@ def main(argv: list[str] | None = None) -> int:
     outside_all = outside_set(by_speaker, ages)
     if args.make_group:
         return make_group(by_speaker, data, args.make_group)
-    group_file = Path(args.base_adapter).parent / "speakers.json" if args.base_adapter else None
-    if group_file is not None and group_file.is_file():
-        in_group = set(json.loads(group_file.read_text()))
-        order = [s for s in order if s not in in_group]
     bench = Bench(args.out, args.beam_size, tuple(float(x) for x in args.scales.split(",") if x))
     sizes = [int(s) for s in args.sizes.split(",")]
     for index, speaker in enumerate(order):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asr_adapt.adapt.options import TrainingError, TrainOptions
+from asr_adapt.adapt.options import HELDOUT_MIN_UTTERANCES, TrainingError, TrainOptions
 from asr_adapt.audio.augment import speed_perturb
 from asr_adapt.audio.io import SAMPLE_RATE, load_audio
 from asr_adapt.data.manifest import Utterance
@@ -46,6 +46,18 @@ def split_heldout(utterances: Sequence[Utterance], options: TrainOptions) -> tup
     train = [u for i, u in enumerate(utterances) if i not in held]
     heldout = [u for i, u in enumerate(utterances) if i in held]
     return train, heldout
+
+
+def split_for(labeled: Sequence[Utterance], options: TrainOptions,
+              selection: str) -> tuple[list[Utterance], list[Utterance]]:
+    """(trained on, held out) for a run choosing its epoch by ``selection``: everything and
+    nothing for the fixed schedule, :func:`split_heldout` otherwise."""
+    if selection == "fixed":
+        return list(labeled), []
+    if len(labeled) < HELDOUT_MIN_UTTERANCES:
+        raise TrainingError(f"{len(labeled)} labeled utterances are too few to hold some out; record at least "
+                            f"{HELDOUT_MIN_UTTERANCES}, or use the fixed schedule (--select fixed)")
+    return split_heldout(labeled, options)
 
 
 def pack_windows(examples: Sequence[Example], options: TrainOptions, rng: random.Random) -> list[Example]:
@@ -185,4 +197,4 @@ def seconds_of_audio(examples: Sequence[Example]) -> float:
 
 __all__ = ["MAX_UTTERANCE_SAMPLES", "MIN_UTTERANCE_SAMPLES", "SHORT_WINDOW_MIN_SECONDS", "TrainingSet",
            "enrolled_speakers", "load_examples", "load_training_set", "pack_windows", "perturbed", "plan_epoch",
-           "seconds_of_audio", "split_heldout"]
+           "seconds_of_audio", "split_for", "split_heldout"]

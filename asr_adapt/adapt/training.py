@@ -36,10 +36,10 @@ from asr_adapt.adapt.confusion import DomainConfusion, check_unlabeled
 from asr_adapt.adapt.options import DomainOptions
 from asr_adapt.adapt.domain import select_layer
 from asr_adapt.adapt.examples import (TrainingSet, enrolled_speakers, load_training_set, pack_windows, perturbed,
-                                      plan_epoch, seconds_of_audio, split_heldout)
+                                      plan_epoch, seconds_of_audio, split_for)
 from asr_adapt.adapt.heldout import heldout_loss, heldout_wer
 from asr_adapt.adapt.lora import LoraSettings
-from asr_adapt.adapt.options import HELDOUT_MIN_UTTERANCES, EpochRecord, TrainingError, TrainOptions, TrainResult
+from asr_adapt.adapt.options import EpochRecord, TrainingError, TrainOptions, TrainResult
 from asr_adapt.adapt.runtime import autocast_for, lora_state, peak_memory_mb, progress_bar, seed_everything
 from asr_adapt.audio.augment import SpecAugment, choose_factor
 from asr_adapt.data.manifest import Utterance
@@ -85,7 +85,7 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
     selection = options.selection_for(len(labeled))
     started = time.perf_counter()
     seed_everything(options.seed)
-    train_utterances, heldout_utterances = _split(labeled, options, selection)
+    train_utterances, heldout_utterances = split_for(labeled, options, selection)
     batcher = loaded.engine.batcher(loaded)
     data = load_training_set(batcher, train_utterances, heldout_utterances, pseudo_labeled)
     run = _prepare(loaded, lora, options, domain, unlabeled, batcher, data, compute_dtype, started,
@@ -107,16 +107,6 @@ def train_adapter(loaded: LoadedModel, utterances: Sequence[Utterance], lora: Lo
         if bar is not None:
             bar.close()
     return run.peft_model, _finish(run, state)
-
-
-def _split(labeled: list[Utterance], options: TrainOptions, selection: str) -> tuple[list[Utterance], list[Utterance]]:
-    """(trained on, held out): everything and nothing for the fixed schedule."""
-    if selection == "fixed":
-        return list(labeled), []
-    if len(labeled) < HELDOUT_MIN_UTTERANCES:
-        raise TrainingError(f"{len(labeled)} labeled utterances are too few to hold some out; record at least "
-                            f"{HELDOUT_MIN_UTTERANCES}, or use the fixed schedule (--select fixed)")
-    return split_heldout(labeled, options)
 
 
 @dataclass
@@ -292,7 +282,8 @@ def _train_epoch(run: _Run, state: _Progress, bar) -> list[float]:
         run.optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if bar is not None:
-            bar.set_postfix(epoch=state.epoch, loss=f"{losses[-1]:.3f}", **({} if state.best_wer is None else {"best_wer": f"{100 * state.best_wer:.1f}%"}))
+            best = {} if state.best_wer is None else {"best_wer": f"{100 * state.best_wer:.1f}%"}
+            bar.set_postfix(epoch=state.epoch, loss=f"{losses[-1]:.3f}", **best)
             bar.update(1)
     if run.augmenter is not None:
         run.batcher.augment = None
