@@ -102,3 +102,14 @@ def test_the_public_api_takes_a_base_profile(home, tmp_path, tiny_whisper_dir):
     assert Profile.open("alice").info.base_profile == "team"  # a refused change changes nothing
     use_base_profile(Profile.open("alice"), "other")
     assert Profile.open("alice").info.base_profile == "other"
+
+
+def test_a_bad_base_profile_stops_a_microphone_enrollment_before_anything(capsys, home, tmp_path, tiny_whisper_dir):
+    make_profile("empty", tiny_whisper_dir, with_adapter=False)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("one two three\n")
+    for group, pattern in (("nobody", "nobody"), ("empty", "no adapter to start from")):
+        code, _, err = run_cli(capsys, "enroll", "alice", "--prompts", prompts, "--base-profile", group,
+                               "--model", tiny_whisper_dir, "--no-train")
+        assert_one_line_error(code, err, pattern)
+        assert not (home / "alice").exists()
