@@ -264,11 +264,11 @@ def print_adapt_report(report, stream) -> None:
               f"classifier's final accuracy {accuracy} (50% = cannot tell your audio apart)", file=stream)
     if report.self_training:
         st = report.self_training
-        second = st.get("round_two_heldout_wer")
+        first, second = st.get("round_one_heldout_wer"), st.get("round_two_heldout_wer")
+        judged = "" if first is None else (f"held-out WER round one {100 * first:.1f}%"
+                                           + (f", round two {100 * second:.1f}%" if second is not None else "") + "; ")
         print(f"self-training: kept {st['kept']} of {st['pieces']} pseudo-labelled pieces ({st['kept_minutes']:.1f} min); "
-              f"held-out WER round one {100 * st['round_one_heldout_wer']:.1f}%"
-              + (f", round two {100 * second:.1f}%" if second is not None else "")
-              + f"; kept round {st['kept_round']}; transcripts: {st.get('labels_file')}", file=stream)
+              f"{judged}kept round {st['kept_round']}; transcripts: {st.get('labels_file')}", file=stream)
     if report.plot:
         p = report.projection or {}
         print(f"picture: {report.plot} (domain probe {100 * p.get('probe_accuracy_before', 0):.0f}% -> "

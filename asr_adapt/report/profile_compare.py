@@ -86,11 +86,12 @@ def adaptation_facts(metrics: dict[str, Any]) -> dict[str, Any]:
         facts["domain picture"] = metrics["domain_plot"]
     st = metrics.get("self_training")
     if st:
-        rounds = (f"held-out WER {100 * st['round_one_heldout_wer']:.1f}% after round one"
-                  + (f", {100 * st['round_two_heldout_wer']:.1f}% after round two"
-                     if st.get("round_two_heldout_wer") is not None else ""))
+        rounds = "" if st.get("round_one_heldout_wer") is None else (
+            f"held-out WER {100 * st['round_one_heldout_wer']:.1f}% after round one"
+            + (f", {100 * st['round_two_heldout_wer']:.1f}% after round two"
+               if st.get("round_two_heldout_wer") is not None else "") + "; ")
         facts["self-training"] = (f"{st['kept']} of {st['pieces']} unlabeled pieces pseudo-labelled and kept "
-                                  f"({st['kept_minutes']} min); {rounds}; round {st['kept_round']} kept")
+                                  f"({st['kept_minutes']} min); {rounds}round {st['kept_round']} kept")
     return facts
 
 

@@ -141,3 +141,17 @@ def test_the_better_round_on_held_out_speech_is_kept(tmp_path, monkeypatch, roun
     assert (loaded, peft_model) == (("fresh model", "peft two") if kept_round == 2 else ("round one model", "peft one"))
     assert ("warning" in summary) == (kept_round == 1)
     assert (tmp_path / "reports").is_dir() and summary["labels_file"].endswith(".jsonl")
+
+
+def test_with_nothing_held_out_round_two_is_kept():
+    """The fixed schedule holds nothing out: the rounds tie, and the tie goes to round two."""
+    from types import SimpleNamespace
+
+    from asr_adapt.adapt.self_training import round_two_wins
+
+    unjudged = SimpleNamespace(improved=True, best_heldout_wer=None)
+    assert round_two_wins(unjudged, unjudged)
+    assert round_two_wins(SimpleNamespace(improved=True, best_heldout_wer=0.2),
+                          SimpleNamespace(improved=True, best_heldout_wer=0.2))
+    assert not round_two_wins(SimpleNamespace(improved=True, best_heldout_wer=0.2),
+                              SimpleNamespace(improved=True, best_heldout_wer=0.3))

@@ -202,8 +202,9 @@ def test_self_training_runs_two_rounds_and_records_them(capsys, tmp_path, tiny_w
 
     monkeypatch.setattr(adaptation, "train_adapter", counted)
     folder = _unlabeled_dir(tmp_path, files=10, seconds=3.0)
+    # A held-out slice judges the two rounds (the fixed schedule has none: round two is kept).
     code, _, err = run_cli(capsys, "adapt", "solo", "--self-train", "--unlabeled", folder, "--pseudo-keep", "0.8",
-                           "--pseudo-beam", "1", *FAST_TRAIN)
+                           "--pseudo-beam", "1", *FAST_TRAIN, "--select", "heldout")
     assert code == 0, err
     assert rounds == [0, 8]  # 10 pieces, the surest 80%
     assert "self-training: kept 8 of 10 pseudo-labelled pieces" in err and "kept round" in err
