@@ -21,7 +21,7 @@ from asr_adapt.profiles.profile import Profile
 
 #: Tuned on the tiny model (hidden 64, 2 layers): the held-out WER leaves 100% after ~15
 #: epochs and reaches 0 by ~25; patience keeps the early stop from firing on the plateau.
-TRAIN = ("--epochs", "60", "--min-epochs", "45", "--patience", "10", "--lr", "0.005", "--rank", "16",
+TRAIN = ("--select", "heldout", "--epochs", "60", "--min-epochs", "45", "--patience", "10", "--lr", "0.005", "--rank", "16",
          "--alpha", "32", "--pack-seconds", "0", "--train-batch-size", "2", "--device", "cpu")
 
 
