@@ -167,8 +167,7 @@ FIXED_SCHEDULE: tuple[tuple[int, int], ...] = ((0, 3),)
 
 def fixed_schedule_epochs(utterances: int) -> int:
     """Epochs for a "fixed" run on ``utterances`` labeled utterances (:data:`FIXED_SCHEDULE`)."""
-    fitting = [(fewest, epochs) for fewest, epochs in FIXED_SCHEDULE if utterances >= fewest]
-    return max(fitting)[1] if fitting else FIXED_SCHEDULE[0][1]
+    return max(bracket for bracket in FIXED_SCHEDULE if utterances >= bracket[0])[1]
 
 
 @dataclass
@@ -361,5 +360,6 @@ class SelfTrainOptions:
         return asdict(self)
 
 
-__all__ = ["CHANCE_LOSS", "FIXED_SCHEDULE", "HELDOUT_MIN_UTTERANCES", "POOLINGS", "SELECTIONS", "fixed_schedule_epochs", "DomainOptions", "EpochRecord", "SelfTrainOptions", "TrainOptions", "TrainResult",
-           "TrainingError", "grl_lambda"]
+__all__ = ["CHANCE_LOSS", "FIXED_SCHEDULE", "HELDOUT_MIN_UTTERANCES", "POOLINGS", "SELECTIONS", "DomainOptions",
+           "EpochRecord", "SelfTrainOptions", "TrainOptions", "TrainResult", "TrainingError", "fixed_schedule_epochs",
+           "grl_lambda"]

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from asr_adapt.cli.common import add_adapter_scale_argument, add_model_arguments, print_input_devices
+from asr_adapt.cli.common import add_adapter_scale_argument, add_model_arguments, print_input_devices, say_if_base_model
 
 NO_MICROPHONE_LIVE = ("no microphone found; plug one in (see --list-devices), or transcribe a "
                       "recording with --replay FILE")
@@ -221,15 +221,13 @@ def _check_profile(args):
     if not args.profile:
         return None
     from asr_adapt.models.bundled import DEFAULT_MODEL
-    from asr_adapt.profiles.personal import check_adapter_scale, require_adapter
+    from asr_adapt.profiles.personal import check_adapter_scale
     from asr_adapt.profiles.profile import Profile
     from asr_adapt.profiles.info import ProfileError
 
     check_adapter_scale(args.adapter_scale)
     profile = Profile.open(args.profile)
-    notice = require_adapter(profile)
-    if notice:
-        print(notice, file=sys.stderr)
+    say_if_base_model(profile)
     if args.model != DEFAULT_MODEL and args.model != profile.info.base_model:
         raise ProfileError(f"profile '{profile.name}' was made on base model '{profile.info.base_model}', "
                            f"not '{args.model}'; drop --model or use --model {profile.info.base_model}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asr_adapt.adapt.attach import shrink_adapter
 from asr_adapt.core.errors import OptionsError
 from asr_adapt.models.base import LoadedModel
 from asr_adapt.models.loading import resolve_model
@@ -70,16 +71,6 @@ def check_adapter_scale(scale: float | None) -> None:
         raise OptionsError(f"adapter scale must be between 0 and {MAX_ADAPTER_SCALE:g}, got {scale!r}")
 
 
-def scale_adapter(peft_model, scale: float) -> None:
-    """Multiply every LoRA delta of ``peft_model`` by ``scale`` (in place, before a merge):
-    between the base model (0) and the adapter as trained (1), what WiSE-FT interpolates."""
-    from peft.tuners.lora import LoraLayer
-
-    for module in peft_model.modules():
-        if isinstance(module, LoraLayer):
-            module.scale_layer(scale)
-
-
 def apply_adapter(loaded: LoadedModel, profile: Profile, merge: bool = True, scale: float | None = None) -> LoadedModel:
     """Put ``profile``'s adapter onto ``loaded`` in place (the plain PEFT loading path); a
     profile that keeps no adapter leaves the base model as it is. ``scale`` (default 1)
@@ -96,7 +87,7 @@ def apply_adapter(loaded: LoadedModel, profile: Profile, merge: bool = True, sca
         raise ProfileError(f"the adapter of profile '{profile.name}' cannot be loaded ({str(error).splitlines()[0][:160]}); "
                            "adapt it again") from None
     if scale is not None and scale != 1:
-        scale_adapter(peft_model, scale)
+        shrink_adapter(peft_model, scale)
         loaded.info["adapter_scale"] = scale
     loaded.model = peft_model.merge_and_unload() if merge else peft_model
     loaded.model.eval()
@@ -188,7 +179,7 @@ class AdapterSwitcher:
             if base is not None and path not in self._originals:
                 self._originals[path] = base.weight.detach().to("cpu", copy=True)
         if scale is not None and scale != 1:
-            scale_adapter(peft_model, scale)
+            shrink_adapter(peft_model, scale)
         self.loaded.model = peft_model.merge_and_unload()
         self.loaded.model.eval()
 
