@@ -258,10 +258,13 @@ def _worth_saving(report: AdaptReport, profile: Profile, started_from_group: boo
             report.warnings.append("the profile keeps its current adapter (nothing held out to compare with)")
             return False
     if not result.improved:
+        # Nothing held out (the fixed schedule): only a run stopped before its first epoch
+        # ends here, and kept_nothing_text says why.
+        what = (f"adaptation did not improve held-out WER ({100 * result.baseline_heldout_wer:.1f}%)"
+                if result.baseline_heldout_wer is not None else f"adaptation kept no epoch ({kept_nothing_text(result)})")
         report.warnings.append(
-            f"adaptation did not improve held-out WER ({100 * result.baseline_heldout_wer:.1f}%); "
-            + ("the profile keeps its previous adapter" if profile.adapter_dir else
-               "the profile keeps no adapter and reads with its base model as it is")
+            what + "; " + ("the profile keeps its previous adapter" if profile.adapter_dir else
+                           "the profile keeps no adapter and reads with its base model as it is")
             + ". Record more utterances or raise --epochs")
         return False
     return True

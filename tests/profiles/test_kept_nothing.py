@@ -87,3 +87,25 @@ def test_using_a_never_adapted_profile_is_a_one_line_error(capsys, home, tmp_pat
     sf.write(audio, sine(1.2), 16000)
     code, _, err = run_cli(capsys, "transcribe", audio, "--profile", "fresh", *FAST)
     assert_one_line_error(code, err, "has no adapter yet; run: asr-adapt adapt fresh")
+
+
+def test_a_fixed_schedule_run_stopped_before_its_first_epoch_keeps_nothing_and_says_why(home, tmp_path,
+                                                                                       tiny_whisper_dir, monkeypatch):
+    """Nothing held out and no epoch finished (a runaway domain game in epoch 1): no adapter,
+    a warning and a recorded reason, not a crash on the missing held-out WER."""
+    from asr_adapt.profiles import adaptation
+
+    real = adaptation.train_adapter
+
+    def stopped(*args, **kwargs):
+        peft_model, result = real(*args, **kwargs)
+        result.best_epoch, result.diverged = 0, "non-finite loss in epoch 1 (task nan, domain nan)"
+        return peft_model, result
+
+    monkeypatch.setattr(adaptation, "train_adapter", stopped)
+    profile = make_profile("solo", tiny_whisper_dir, with_adapter=False)
+    profile.import_enrollment(_utterances(tmp_path, count=5))
+    report = adapt_profile(profile, LoraSettings(rank=2), TrainOptions(fixed_epochs=1, pack_seconds=0), generic=[])
+    assert not report.saved and report.training.baseline_heldout_wer is None
+    assert any("adaptation kept no epoch (training diverged: non-finite loss" in w for w in report.warnings)
+    assert Profile.open("solo").kept_nothing.startswith("training diverged: non-finite loss")
