@@ -58,9 +58,7 @@ def enroll(name: str, recordings: str | Path, model: str = DEFAULT_MODEL, force:
     training starts from (recorded in the profile; refused when its model differs).
     """
     utterances = load_enrollment(recordings)
-    profile = create_profile(name, model, utterances, force=force, base_profile=base_profile)
-    profile.import_enrollment(utterances)
-    return profile
+    return create_profile(name, model, utterances, force=force, base_profile=base_profile)
 
 
 def adapt_profile(profile: Profile | str, lora: LoraSettings | None = None, options: TrainOptions | None = None,

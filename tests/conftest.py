@@ -129,3 +129,28 @@ def use_fake(monkeypatch):
         patch_sounddevice(monkeypatch, lambda: sd)
         return sd
     return install
+
+
+@pytest.fixture
+def store(home, tiny_whisper_dir) -> Path:
+    """(tests/reliability) A profiles folder with ``alice``: a LoRA adapter on the tiny test model and four
+    enrollment recordings. Returns the profiles folder."""
+    from fake_profiles import make_profile
+
+    profile = make_profile("alice", tiny_whisper_dir)
+    for text in ("one", "two", "three", "four"):
+        profile.add_enrollment_utterance(sine(1.0), text)
+    return home
+
+
+@pytest.fixture
+def enrollment_folder(tmp_path) -> Path:
+    """(tests/reliability) Four good recordings with their transcripts (what ``enroll --from`` takes)."""
+    import soundfile as sf
+
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for index, text in enumerate(("hello there", "good morning", "see you soon", "thank you")):
+        sf.write(folder / f"take{index}.wav", sine(1.0 + index / 10), 16000, subtype="PCM_16")
+        (folder / f"take{index}.txt").write_text(text + "\n")
+    return folder

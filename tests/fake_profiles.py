@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_en_sha() -> str:
+    """The sha256 a profile records for the bundled whisper-tiny.en weights (hashed, not converted):
+    an imported profile on that model must carry it."""
+    from asr_adapt.models.bundled import BUNDLED
+    from asr_adapt.models.loading import bundled_weights_sha256
+
+    return bundled_weights_sha256(BUNDLED["whisper-tiny.en"])
 
 
 def fake_adapter(folder: Path, peft_type: str = "LORA", value: float = 0.0) -> None:

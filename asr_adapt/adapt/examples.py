@@ -19,15 +19,15 @@ import numpy as np
 
 from asr_adapt.adapt.options import HELDOUT_MIN_UTTERANCES, TrainingError, TrainOptions
 from asr_adapt.audio.augment import speed_perturb
-from asr_adapt.audio.io import SAMPLE_RATE, load_audio
+from asr_adapt.audio.io import MAX_TAKE_SAMPLES, MIN_TAKE_SAMPLES, SAMPLE_RATE, load_audio
 from asr_adapt.data.manifest import Utterance
 from asr_adapt.models.base import Backend, Example
 
 #: Longest utterance training takes: 30 s, Whisper's window (enrollment audio is split into
 #: utterances under it).
-MAX_UTTERANCE_SAMPLES = 30 * SAMPLE_RATE
+MAX_UTTERANCE_SAMPLES = MAX_TAKE_SAMPLES
 #: Shortest enrollment utterance training takes (0.1 s), and shortest pseudo-label kept.
-MIN_UTTERANCE_SAMPLES = SAMPLE_RATE // 10
+MIN_UTTERANCE_SAMPLES = MIN_TAKE_SAMPLES
 
 
 def split_heldout(utterances: Sequence[Utterance], options: TrainOptions) -> tuple[list[Utterance], list[Utterance]]:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from asr_adapt.core import faults
 from asr_adapt.adapt.attach import attach_lora, continue_lora, count_parameters, shrink_adapter
 from asr_adapt.adapt.confusion import DomainConfusion, check_unlabeled
 from asr_adapt.adapt.options import DomainOptions
@@ -279,6 +280,7 @@ def _train_epoch(run: _Run, state: _Progress, bar) -> list[float]:
         state.step += 1
         run.optimizer.step()
         run.scheduler.step()
+        faults.reached("adapt-step")
         run.optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if bar is not None:

@@ -81,7 +81,7 @@ def say_if_base_model(profile) -> None:
 
 def load_model_or_profile(args: argparse.Namespace):
     """--profile NAME (its base model + adapter) or plain --model."""
-    if getattr(args, "profile", None):
+    if getattr(args, "profile", None) is not None:  # --profile "" is a bad name, not "no profile"
         from asr_adapt.profiles.personal import load_profile_model
 
         model = args.model if args.model != DEFAULT_MODEL else None

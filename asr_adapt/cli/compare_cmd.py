@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from asr_adapt.core.device import DEVICE_CHOICES, resolve_device
+from asr_adapt.core.files import check_output_folder
 
 from asr_adapt.cli.common import add_adapter_scale_argument, add_decoding_arguments, decoding_options
 
@@ -47,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     resolve_device(args.device)
     # Every cheap check before the model loads: profile, adapter, manifest with text.
     check_adapter_scale(args.adapter_scale)
+    if args.output_dir is not None:
+        check_output_folder(args.output_dir)
     profile = Profile.open(args.profile)
     notice = require_adapter(profile)
     utterances = load_any(args.manifest, require_text=True)

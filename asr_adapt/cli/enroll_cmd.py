@@ -115,9 +115,10 @@ def _import(args):
     if action == "add":
         profile = Profile.open(args.name)
         _check_same_model(args, profile)
-    else:
+        count = profile.import_enrollment(utterances)
+    else:  # the recordings are checked and copied before the profile is created (or replaced)
         profile = create_profile(args.name, args.model, utterances, force=args.force, base_profile=args.base_profile)
-    count = profile.import_enrollment(utterances)
+        count = len(utterances)
     print(f"enrolled {count} utterances into '{profile.name}': {summarize(profile.enrollment_utterances())}",
           file=sys.stderr)
     return profile

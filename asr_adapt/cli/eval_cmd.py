@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from asr_adapt.core.device import resolve_device
+from asr_adapt.core.files import check_output_folder
 
 from asr_adapt.cli.common import (
     add_decoding_arguments, add_model_arguments, add_profile_argument, decoding_options, load_model_or_profile,
@@ -34,6 +35,8 @@ def run(args) -> int:
 
     options = decoding_options(args)
     resolve_device(args.device, args.dtype)
+    if args.output_dir is not None:  # a bad folder is named before the decoding, not after it
+        check_output_folder(args.output_dir)
     utterances = load_any(args.manifest)  # validated (audio present, text present) before loading the model
     loaded = load_model_or_profile(args)
     report = evaluate_manifest(loaded, utterances, options, progress=sys.stderr.isatty())

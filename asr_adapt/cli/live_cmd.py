@@ -206,11 +206,11 @@ def _handle_signals(handler) -> dict:
 
 def _check_output(output: Path | None) -> Path | None:
     from asr_adapt.core.errors import OptionsError
+    from asr_adapt.core.files import check_output_file
 
     if output is None:
         return None
-    if output.is_dir():
-        raise OptionsError(f"--output {output} is a directory; give a file name")
+    check_output_file(output, "--output")
     folder = output.parent if str(output.parent) else Path(".")
     if folder.exists() and not os.access(folder, os.W_OK):
         raise OptionsError(f"cannot write the transcript into {folder}: permission denied")
@@ -218,7 +218,7 @@ def _check_output(output: Path | None) -> Path | None:
 
 
 def _check_profile(args):
-    if not args.profile:
+    if args.profile is None:
         return None
     from asr_adapt.models.bundled import DEFAULT_MODEL
     from asr_adapt.profiles.personal import check_adapter_scale

@@ -50,6 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # Output piped into `head` and the like: not an error for the user.
         return 0
+    except OSError as error:  # the last net: a file problem no command foresaw is still one line
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"asr-adapt: error: {where}{error.strerror or error}; check the path, its permissions and "
+              "free space", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("asr-adapt: error: out of memory; use shorter audio, a smaller --batch-size or a smaller model",
+              file=sys.stderr)
+        return 2
 
 
 def _quiet_libraries(verbose: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from asr_adapt.core.files import check_output_file
 from asr_adapt.data import importers, manifest
 
 
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    check_output_file(args.output, "-o")
     utterances = importers.load_any(args.source)
     overrides = {key: value for key, value in (("speaker", args.speaker), ("domain", args.domain))
                  if value is not None}

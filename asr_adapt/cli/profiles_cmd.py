@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     importer.add_argument("--name", metavar="NEW", help="install it under this name instead")
     importer.add_argument("--force", action="store_true",
                           help="replace an existing profile of the same name")
+    importer.add_argument("--allow-model", action="store_true",
+                          help="accept a profile whose base model is not bundled with asr-adapt (a hub id or a "
+                               "local folder it names): that model is loaded when the profile is used")
     importer.set_defaults(run=run_import)
 
 
@@ -127,7 +130,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     """Install a profile from an archive."""
-    profile = import_profile(Path(args.archive), name=args.name, force=args.force)
+    profile = import_profile(Path(args.archive), name=args.name, force=args.force, allow_model=args.allow_model)
     adapter = profile.adapter_dir.name if profile.adapter_dir else "no adapter"
     print(f"imported profile '{profile.name}' ({adapter}) into {profile.path}")
     return 0

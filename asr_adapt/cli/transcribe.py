@@ -8,7 +8,7 @@ from pathlib import Path
 from asr_adapt.audio.io import audio_info
 from asr_adapt.core.device import resolve_device
 from asr_adapt.core.errors import AudioError, OptionsError
-from asr_adapt.core.files import write_text_atomic
+from asr_adapt.core.files import check_output_folder, write_text_atomic
 from asr_adapt.decode.formats import OUTPUT_FORMATS, render
 
 from asr_adapt.cli.common import (
@@ -37,6 +37,8 @@ def run(args) -> int:
         info = audio_info(path)
         if info.frames == 0:
             raise AudioError(f"{path}: holds no audio (zero length); record or export it again")
+    if args.output_dir is not None:
+        check_output_folder(args.output_dir)
     if args.output_dir is None and args.output == "srt" and len(args.files) > 1:
         raise OptionsError("several files as SRT need --output-dir, one subtitle file per input")
     loaded = load_model_or_profile(args)
@@ -44,13 +46,34 @@ def run(args) -> int:
 
     transcriber = Transcriber(loaded, options)
     results = []
-    for transcript in transcriber.transcribe_files(args.files, progress=sys.stderr.isatty()):
-        if args.output_dir is not None:
-            target = args.output_dir / f"{Path(transcript.source).stem}.{args.output}"
-            write_text_atomic(target, render([transcript], args.output))
-        results.append(transcript)
+    try:
+        for transcript in transcriber.transcribe_files(args.files, progress=sys.stderr.isatty()):
+            if args.output_dir is not None:
+                _write(args, transcript)
+            results.append(transcript)
+    except KeyboardInterrupt:
+        _keep_partial(args, results, transcriber.interrupted)
+        raise
     if args.output_dir is None:
         sys.stdout.write(render(results, args.output))
     else:
         print(f"wrote {len(results)} {args.output} file(s) to {args.output_dir}", file=sys.stderr)
     return 0
+
+
+def _write(args, transcript, suffix: str = "") -> Path:
+    target = args.output_dir / f"{Path(transcript.source).stem}{suffix}.{args.output}"
+    write_text_atomic(target, render([transcript], args.output))
+    return target
+
+
+def _keep_partial(args, results, partial) -> None:
+    """Ctrl-C: finished files are written (or printed); a file cut short is written as
+    ``STEM.partial.FORMAT`` with what was decoded of it (to stdout without --output-dir)."""
+    if args.output_dir is None:
+        sys.stdout.write(render(results + partial, args.output))
+        return
+    for transcript in partial:
+        target = _write(args, transcript, ".partial")
+        last = transcript.segments[-1].end if transcript.segments else 0.0
+        print(f"kept {target}: the first {last / 60:.1f} min of {transcript.duration / 60:.1f}", file=sys.stderr)

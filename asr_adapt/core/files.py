@@ -59,3 +59,38 @@ def save_figure_atomic(figure: Any, path: str | Path) -> Path:
         temp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _file_above(path: Path) -> Path | None:
+    """The first of ``path``'s parents that exists and is not a folder, if any."""
+    return next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+
+
+def check_output_folder(path: str | Path, flag: str = "--output-dir") -> Path:
+    """Refuse, before any work, an output folder that cannot be one (a file, or a path below
+    a file), so that a long run does not end in a failed write. Returns the path."""
+    from asr_adapt.core.errors import OptionsError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OptionsError(f"{flag} {path} is a file, not a folder; give a folder")
+    above = _file_above(path)
+    if above is not None:
+        raise OptionsError(f"{flag} {path}: {above} is a file, not a folder; give a folder")
+    return path
+
+
+def check_output_file(path: str | Path, flag: str = "--output") -> Path:
+    """Refuse, before any work, an output file path that is a folder, a pipe or a device
+    (which the atomic rename would replace), or that lies below a file. Returns the path."""
+    from asr_adapt.core.errors import OptionsError
+
+    path = Path(path)
+    if path.is_dir():
+        raise OptionsError(f"{flag} {path} is a directory; give a file name")
+    if path.exists() and not path.is_file():
+        raise OptionsError(f"{flag} {path} is not a regular file (a pipe or a device); give a file path")
+    above = _file_above(path)
+    if above is not None:
+        raise OptionsError(f"{flag} {path}: {above} is a file, not a folder; give another path")
+    return path

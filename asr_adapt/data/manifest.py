@@ -134,11 +134,19 @@ def read_manifest(path: str | Path, *, check_audio: bool = True,
     return utterances
 
 
+#: A manifest line longer than this is not an utterance (a wrong file, or an attack on memory).
+MAX_LINE_BYTES = 1 << 20
+#: More lines than this is not one user's audio (a million utterances is about 1,500 hours).
+MAX_LINES = 1_000_000
+
+
 def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, object)`` for each non-blank line of a JSONL file."""
     if path.is_dir():
         raise ManifestError(f"{path}: is a folder, not a manifest file; give the .jsonl file "
                             f"(or the folder to `manifest import`)")
+    if path.exists() and not path.is_file():
+        raise ManifestError(f"{path}: is not a regular file (a pipe or a device); save the manifest to a file")
     try:
         handle = open(path, "rb")  # bytes: decode per line, so errors carry a line number
     except FileNotFoundError:
@@ -147,7 +155,12 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise ManifestError(f"{path}: cannot read ({error.strerror}); "
                             "check its permissions") from None
     with handle:
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise ManifestError(f"{path} line {number}: longer than {MAX_LINE_BYTES >> 20} MiB; one line holds "
+                                    "one utterance's fields")
+            if number > MAX_LINES:
+                raise ManifestError(f"{path}: more than {MAX_LINES:,} lines; split the manifest")
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
@@ -161,6 +174,9 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise ManifestError(f"{path} line {number}: not valid JSON ({error.msg} at "
                                     f"column {error.colno}); write one JSON object per "
                                     "line") from None
+            except RecursionError:  # json's parser recurses once per level: "[[[[..." ends here
+                raise ManifestError(f"{path} line {number}: JSON nested too deeply; write one flat "
+                                    "JSON object per line") from None
             if not isinstance(record, dict):
                 raise ManifestError(f"{path} line {number}: expected a JSON object {{...}}, "
                                     f"found {_json_type(record)}")

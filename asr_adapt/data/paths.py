@@ -30,6 +30,9 @@ def check_audio_file(given: str, resolved: Path, where: str, *, relative_to: str
         return
     if resolved.is_dir():
         raise ManifestError(f"{where}: audio {given!r} is a folder, not a file ({resolved})")
+    if resolved.exists():
+        raise ManifestError(f"{where}: audio {given!r} is not a regular file (a pipe or a device: {resolved}); "
+                            "save the audio to a file")
     hint = "" if Path(given).is_absolute() else f"; relative paths start from {relative_to}"
     raise ManifestError(f"{where}: audio {given!r} not found (looked for {resolved}){hint}")
 

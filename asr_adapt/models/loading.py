@@ -38,20 +38,21 @@ _OFFLINE_CHOICES = ("offline choices: whisper-tiny.en (bundled), whisper-base "
                     "(pip install 'asr-adapt[base]'), a local transformers folder, or a CTranslate2 folder")
 
 
-
-
-
-
-
-
 def cache_dir() -> Path:
     """Where converted models are kept: ``$ASR_ADAPT_CACHE`` or the platform's user cache."""
     override = os.environ.get("ASR_ADAPT_CACHE")
     if override:
-        return Path(override).expanduser()
-    from platformdirs import user_cache_dir
+        folder = Path(override).expanduser()
+        where = f"ASR_ADAPT_CACHE={override}"
+    else:
+        from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("asr-adapt"))
+        folder = Path(user_cache_dir("asr-adapt"))
+        where = f"the cache folder {folder}"
+    blocked = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise ModelError(f"{where}: {blocked} is a file, not a folder; point ASR_ADAPT_CACHE at a writable folder")
+    return folder
 
 
 
@@ -104,6 +105,23 @@ def prepare_bundled(bundled: BundledModel) -> tuple[Path, str]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target, sha
+
+
+def bundled_weights_sha256(bundled: BundledModel) -> str:
+    """The sha256 a profile records for a bundled model's weights, without converting it:
+    from the converted copy's stamp when it is current, else hashed from the package's files."""
+    if not bundled.available():
+        raise ModelError(f"model '{bundled.name}' is not installed: {bundled.install_hint}")
+    files = bundled.source_files()
+    stamp = _read_stamp(cache_dir() / "models" / bundled.name)
+    if stamp and stamp.get("fingerprint") == _fingerprint(files) and stamp.get("sha256"):
+        return stamp["sha256"]
+    digest = hashlib.sha256()
+    for part in (f for f in files if f.name.startswith("model.bin")):
+        with open(part, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _join_parts(parts: list[Path], destination: Path) -> str:
@@ -208,7 +226,9 @@ def _load_transformers(path: str | Path, name: str, kind: str, placement: Placem
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    where = {"local_files_only": local_files_only}
+    # Never the model's own code: a folder or hub repo with an ``auto_map`` would otherwise make
+    # transformers ask "run the custom code? [y/N]" (and run it on "y"). Built-in classes only.
+    where = {"local_files_only": local_files_only, "trust_remote_code": False}
     config = attempt("config", lambda: AutoConfig.from_pretrained(str(path), **where))
     try:
         backend = backend_for_config(config)

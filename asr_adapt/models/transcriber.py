@@ -9,17 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr_adapt.audio.io import SAMPLE_RATE, is_silent, load_audio, split_into_windows
+from asr_adapt.audio.io import SAMPLE_RATE, audio_blocks, is_silent, split_into_windows
 from asr_adapt.models.base import LoadedModel
 from asr_adapt.models.options import TranscribeOptions
-
-
-
-
-
-
-
-
 
 
 @dataclass(frozen=True)
@@ -58,6 +50,8 @@ class Transcriber:
             options = replace(options, beam_size=self.backend.default_beam_size)
         self.options = options
         self.backend.check_decoding(self.options)
+        #: After an interrupted :meth:`transcribe_files`: what was decoded of unfinished inputs.
+        self.interrupted: list[Transcript] = []
 
     @property
     def model(self):
@@ -83,12 +77,16 @@ class Transcriber:
 
     def transcribe_audio(self, audio: np.ndarray, source: str = "<audio>") -> Transcript:
         """Transcribe one array of any length (16 kHz mono float)."""
-        return next(self._transcribe_stream([(source, lambda: audio)]))
+        return next(self._transcribe_stream([(source, lambda: iter((audio,)))]))
 
     def transcribe_files(self, paths: Iterable[str | Path], progress: bool = False) -> Iterator[Transcript]:
-        """Transcribe files in order, batching windows across files; yields one result per file."""
+        """Transcribe files in order, batching windows across files; yields one result per file.
+
+        Long files are read a block at a time (:func:`asr_adapt.audio.io.audio_blocks`), so
+        memory stays flat however long the recording. If the run is interrupted (Ctrl-C),
+        :attr:`interrupted` holds what was decoded of the inputs not yet yielded."""
         paths = [Path(p) for p in paths]
-        loaders = [(str(p), (lambda p=p: load_audio(p, self.options.max_seconds))) for p in paths]
+        loaders = [(str(p), (lambda p=p: audio_blocks(p, max_seconds=self.options.max_seconds))) for p in paths]
         bar = None
         if progress and len(paths) > 1:
             from tqdm import tqdm
@@ -104,42 +102,82 @@ class Transcriber:
                 bar.close()
 
     def _transcribe_stream(self, loaders) -> Iterator[Transcript]:
-        """Load inputs lazily, cut them into windows, decode windows in full batches, and
-        yield each input's transcript as soon as all its windows are decoded."""
-        pending: list[tuple[str, float, list[tuple[int, int]], list[str | None]]] = []
+        """Read inputs lazily, block by block; cut them into windows, decode windows in full
+        batches, and yield each input's transcript as soon as all its windows are decoded.
+
+        A window that ends a block is held back and read again with the next block (its
+        cut was only the block's end), so that long files are cut where the audio is quiet."""
+        pending: list[_Pending] = []
         queue: list[tuple[int, int, np.ndarray]] = []  # (input index, window index, samples)
         done = 0
+        self.interrupted = []
 
         def flush() -> None:
             texts = self.transcribe_arrays([samples for _, _, samples in queue])
             for (item, window, _), text in zip(queue, texts):
-                pending[item][3][window] = text
+                pending[item].texts[window] = text
             queue.clear()
 
         def finished() -> Iterator[Transcript]:
             nonlocal done
-            while done < len(pending) and all(t is not None for t in pending[done][3]):
-                yield self._assemble(*pending[done])
+            while done < len(pending) and pending[done].complete and None not in pending[done].texts:
+                yield self._assemble(pending[done])
                 done += 1
 
-        for source, load in loaders:
-            audio = load()
-            windows = split_into_windows(audio, max_seconds=self.options.window_seconds)
-            pending.append((source, len(audio) / SAMPLE_RATE, windows, [None] * len(windows)))
-            for w, (start, end) in enumerate(windows):
-                queue.append((len(pending) - 1, w, audio[start:end]))
-            if len(queue) >= self.options.batch_size:
-                flush()
-                yield from finished()
-        flush()
-        yield from finished()
+        try:
+            for source, blocks in loaders:
+                item = _Pending(source)
+                pending.append(item)
+                for start, samples in item.windows_of(blocks(), self.options.window_seconds):
+                    item.windows.append((start, start + len(samples)))
+                    item.texts.append(None)
+                    queue.append((len(pending) - 1, len(item.windows) - 1, samples))
+                    if len(queue) >= self.options.batch_size:
+                        flush()
+                        yield from finished()
+            flush()
+            yield from finished()
+        except KeyboardInterrupt:
+            self.interrupted = [self._assemble(p) for p in pending[done:] if any(p.texts)]
+            raise
 
-    def _assemble(self, source: str, seconds: float, windows, texts) -> Transcript:
+    def _assemble(self, item: _Pending) -> Transcript:
         segments = tuple(Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3), text)
-                         for (start, end), text in zip(windows, texts) if text)
-        return Transcript(source=source, text=" ".join(s.text for s in segments), segments=segments,
-                          duration=round(seconds, 3), model=self.loaded.name,
+                         for (start, end), text in zip(item.windows, item.texts) if text)
+        return Transcript(source=item.source, text=" ".join(s.text for s in segments), segments=segments,
+                          duration=round(item.samples / SAMPLE_RATE, 3), model=self.loaded.name,
                           options=asdict(self.options))
+
+
+@dataclass
+class _Pending:
+    """One input on its way through the batches: its windows so far and their texts."""
+
+    source: str
+    windows: list[tuple[int, int]] = field(default_factory=list)
+    texts: list[str | None] = field(default_factory=list)
+    samples: int = 0
+    #: All of the input has been read and cut.
+    complete: bool = False
+
+    def windows_of(self, blocks: Iterator[np.ndarray], window_seconds: float) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first sample, samples)`` of each window of the input's blocks, in order."""
+        carry = np.zeros(0, dtype=np.float32)
+        offset = 0  # where carry starts in the input
+        block = next(blocks, None)
+        while block is not None:
+            following = next(blocks, None)
+            self.samples += len(block)
+            audio = np.concatenate([carry, block]) if len(carry) else block
+            windows = split_into_windows(audio, max_seconds=window_seconds)
+            final = following is None
+            for start, end in windows if final else windows[:-1]:
+                yield offset + start, audio[start:end]
+            if not final:
+                carry = audio[windows[-1][0]:].copy()
+                offset += windows[-1][0]
+            block = following
+        self.complete = True
 
 
 # --------------------------------------------------------------------------- Whisper decoding

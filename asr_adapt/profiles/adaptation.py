@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from asr_adapt.core.device import resolve_device
@@ -20,6 +20,8 @@ from asr_adapt.data.scoring import score
 from asr_adapt.adapt.lora import LoraSettings
 from asr_adapt.data.manifest import Utterance, read_manifest
 from asr_adapt.models.loading import resolve_model
+from asr_adapt.profiles.adapt_report import AdaptReport
+from asr_adapt.profiles.locks import profile_lock
 from asr_adapt.profiles.personal import check_base_matches
 from asr_adapt.profiles.profile import Profile
 from asr_adapt.profiles.stacking import open_base_profile
@@ -38,46 +40,6 @@ log = logging.getLogger(__name__)
 FORGETTING_ABSOLUTE = 0.03
 #: ... and by more than this fraction of its former value.
 FORGETTING_RELATIVE = 0.15
-
-
-@dataclass
-class AdaptReport:
-    """The outcome of one adaptation run, as stored in the profile's metrics."""
-
-    profile: str
-    base_model: str
-    adapter_dir: str | None
-    saved: bool
-    training: TrainResult
-    generic_wer_before: float | None = None
-    generic_wer_after: float | None = None
-    warnings: list[str] = field(default_factory=list)
-    wall_seconds: float = 0.0
-    #: Domain confusion: where its unlabeled audio came from, and the PCA picture.
-    unlabeled: dict | None = None
-    projection: dict | None = None
-    plot: str | None = None
-    #: Self-training: what was pseudo-labelled and kept, and which round won on held-out.
-    self_training: dict | None = None
-
-    def metrics(self) -> dict:
-        t = self.training
-        return {
-            "heldout_wer_before": t.baseline_heldout_wer, "heldout_wer_after": t.best_heldout_wer,
-            "best_epoch": t.best_epoch, "epochs_run": t.epochs_run, "selection": t.selection,
-            "keep_share": t.keep_share,
-            "train_utterances": t.train_utterances, "heldout_utterances": t.heldout_utterances,
-            "train_minutes": round(t.train_seconds_of_audio / 60, 2),
-            "generic_wer_before": self.generic_wer_before, "generic_wer_after": self.generic_wer_after,
-            "warnings": list(self.warnings), "train_wall_seconds": t.wall_seconds,
-            "peak_memory_mb": t.peak_memory_mb, "history": [asdict(r) for r in t.history],
-            "domain_confusion": t.domain is not None,
-            "domain_accuracy": t.final_domain_accuracy, "domain_diverged": t.diverged,
-            "unlabeled_minutes": round(t.unlabeled_seconds_of_audio / 60, 2),
-            "domain_projection": self.projection, "domain_plot": self.plot,
-            "pseudo_labeled_minutes": round(t.pseudo_labeled_seconds_of_audio / 60, 2),
-            "self_training": self.self_training,
-        }
 
 
 def generic_reference_set() -> list[Utterance]:
@@ -139,7 +101,20 @@ def adapt_profile(profile: Profile, lora: LoraSettings | None = None, options: T
     ``self_train`` adds a second round on the same unlabeled audio, pseudo-labelled by the
     first round's model (:mod:`asr_adapt.adapt.self_training`); the round with the better held-out
     WER is kept (a tie goes to the second, which has seen more of the user's speech).
+    Only one run at a time may change a profile: a second is refused in one line
+    (:mod:`asr_adapt.profiles.locks`).
     """
+    with profile_lock(profile.name, "adapt"):
+        return _adapt_locked(profile, lora, options, device, generic, progress, on_epoch, domain, unlabeled,
+                             unlabeled_options, plot, self_train)
+
+
+def _adapt_locked(profile: Profile, lora: LoraSettings | None, options: TrainOptions | None, device: str,
+                  generic: Sequence[Utterance] | None, progress: bool, on_epoch: Callable | None,
+                  domain: DomainOptions | None, unlabeled: Sequence[str | Path],
+                  unlabeled_options: UnlabeledOptions | None, plot: str | Path | bool | None,
+                  self_train: SelfTrainOptions | None) -> AdaptReport:
+    """:func:`adapt_profile` with the profile's lock held."""
     started = time.perf_counter()
     lora = lora or LoraSettings()
     options = options or TrainOptions()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from asr_adapt.core import faults
 from asr_adapt.core.files import write_text_atomic
 from asr_adapt.profiles.info import PROFILE_FILE, ProfileError, ProfileInfo, dumps_info, iso_stamp, utc_now
 from asr_adapt.profiles.store import ACTIVE, fsync_dir, fsync_tree, oserror_text, remove_path
@@ -31,6 +32,45 @@ KEEP_ADAPTERS = 2
 VERSION = re.compile(r"\d{8}T\d{6}Z(-\d+)?")
 #: An adapter being written (a leftover once its process is gone).
 PARTIAL = re.compile(r"(?P<version>.+)\.partial-(?P<pid>\d+)")
+
+
+#: Files an adapter folder may hold: PEFT's weights (safetensors, never a pickle), config and card.
+ADAPTER_FOLDER_FILES = frozenset({*ADAPTER_FILES, "README.md"})
+
+
+def adapter_problem(folder: Path) -> str | None:
+    """What makes ``folder`` unusable as a LoRA adapter, or None when it is one.
+
+    Every tensor is read (a header that promises more than the file holds, an empty file or
+    one holding no LoRA weights is found here, not at the first transcription); the weights
+    file is safetensors, which holds data only, never code.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return "adapter_config.json is not valid JSON"
+    peft_type = config.get("peft_type") if isinstance(config, dict) else None
+    if peft_type != "LORA":
+        return f"its adapter is not a LoRA adapter (peft_type {peft_type!r})"
+    try:
+        tensors = load_file(str(folder / "adapter_model.safetensors"))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        return f"adapter_model.safetensors is not a readable safetensors file ({str(error)[:80]})"
+    if not tensors:
+        return "adapter_model.safetensors holds no weights"
+    foreign = next((key for key in tensors if "lora_" not in key), None)
+    if foreign is not None:
+        return f"adapter_model.safetensors holds {foreign[:60]!r}, which is not a LoRA weight"
+    import torch
+
+    broken = next((key for key, value in tensors.items()
+                   if value.is_floating_point() and not torch.isfinite(value).all()), None)
+    if broken is not None:
+        return f"the LoRA weight {broken[:60]!r} holds NaN or infinite values"
+    return None
 
 
 def new_version(adapters: Path, history: list[dict[str, Any]]) -> str:
@@ -65,9 +105,11 @@ def commit_adapter(profile_dir: Path, info: ProfileInfo, write: Callable[[Path],
     ACTIVE.add(partial)
     try:
         _write_checked(partial, write, info.name)
+        faults.reached("adapter-written")
         os.rename(partial, final)
         renamed = True
         fsync_dir(adapters)
+        faults.reached("adapter-renamed")
         committed = _with_adapter(info, version, settings, metrics)
         write_text_atomic(profile_dir / PROFILE_FILE, dumps_info(committed))
     except BaseException as error:

@@ -8,20 +8,21 @@ folder, then installs the profile with the same staged rename as :mod:`asr_adapt
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tarfile
 import zlib
 from pathlib import Path
 
+from asr_adapt.core import faults
 from asr_adapt.core.errors import AsrAdaptError
-from asr_adapt.core.files import write_text_atomic
+from asr_adapt.core.files import check_output_file, write_text_atomic
 from asr_adapt.data.manifest import MANIFEST_NAME, read_manifest
-from asr_adapt.profiles.adapters import ADAPTER_FILES
+from asr_adapt.profiles.adapters import ADAPTER_FILES, ADAPTER_FOLDER_FILES, adapter_problem
 from asr_adapt.profiles.info import (
     PROFILE_FILE, ProfileError, ProfileInfo, dumps_info, profiles_root, read_info, validate_profile_name,
 )
+from asr_adapt.profiles.locks import profile_lock
 from asr_adapt.profiles.profile import Profile
 from asr_adapt.profiles.store import (
     ACTIVE, install, make_root, oserror_text, random_tag, recover, remove_path, staging_path,
@@ -29,6 +30,16 @@ from asr_adapt.profiles.store import (
 
 #: What a damaged or foreign ``.tar.gz`` raises while it is opened, listed or extracted.
 _UNREADABLE = (tarfile.TarError, OSError, EOFError, zlib.error)
+#: Bounds on what an archive may hold, checked member by member before anything is extracted
+#: (a profile with two hours of enrollment audio and a large adapter is far inside them).
+MAX_MEMBERS = 10_000
+MAX_UNPACKED_BYTES = 1 << 30
+MAX_DEPTH = 6
+MAX_MEMBER_NAME = 512
+#: Where files may lie inside the profile folder of an archive, and nowhere else.
+_ALLOWED_FILE = re.compile(r"profile\.json|enrollment/(manifest\.jsonl|[A-Za-z0-9][A-Za-z0-9._-]*\.flac)"
+                           r"|adapters/[A-Za-z0-9][A-Za-z0-9._-]*/(" + "|".join(
+                               re.escape(name) for name in sorted(ADAPTER_FOLDER_FILES)) + ")")
 
 
 def export_profile(name: str, archive: str | Path, include_audio: bool = True) -> Path:
@@ -43,6 +54,7 @@ def export_profile(name: str, archive: str | Path, include_audio: bool = True) -
     archive = Path(archive).expanduser()
     if archive.is_dir():
         archive = archive / f"{name}.tar.gz"
+    check_output_file(archive, "the archive")  # never renamed over a device, a pipe or a folder
     files = _export_files(profile, include_audio)
     _write_archive(profile, files, archive)
     return archive
@@ -128,6 +140,29 @@ def _unreadable(archive: Path, error: BaseException) -> ProfileError:
     return _not_profile_archive(archive, f"not a readable .tar.gz: {oserror_text(error)}")
 
 
+def _read_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    """The archive's members, read one header at a time and refused as soon as they pass a
+    bound (count, declared size, depth, name length): a tar bomb is stopped at its first
+    oversized header, before its data is decompressed, let alone written."""
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    while True:
+        try:
+            member = tar.next()
+        except _UNREADABLE as error:
+            raise _unreadable(archive, error) from None
+        if member is None:
+            return members
+        members.append(member)
+        total += max(member.size, 0)
+        if len(members) > MAX_MEMBERS:
+            raise _not_profile_archive(archive, f"more than {MAX_MEMBERS:,} members")
+        if total > MAX_UNPACKED_BYTES:
+            raise _not_profile_archive(archive, f"it would unpack to more than {MAX_UNPACKED_BYTES >> 30} GiB")
+        if len(member.name) > MAX_MEMBER_NAME or member.name.count("/") > MAX_DEPTH:
+            raise _not_profile_archive(archive, f"member {member.name[:60]!r}... is nested too deeply or named too long")
+
+
 def _check_members(archive: Path, members: list[tarfile.TarInfo]) -> str:
     """Refuse unsafe or foreign members; return the single top-level folder name."""
     tops: set[str] = set()
@@ -149,6 +184,9 @@ def _check_members(archive: Path, members: list[tarfile.TarInfo]) -> str:
             continue
         if len(parts) == 1 and not member.isdir():
             raise _not_profile_archive(archive, f"file {shown} lies outside a profile folder")
+        if member.isfile() and not _ALLOWED_FILE.fullmatch("/".join(parts[1:])):
+            raise _not_profile_archive(archive, f"file {shown} is not part of a profile (profile.json, "
+                                                "enrollment FLACs and manifest, adapter config and safetensors)")
         tops.add(parts[0])
     if len(tops) != 1:
         found = ", ".join(repr(t) for t in sorted(tops)[:3]) or "none"
@@ -157,20 +195,28 @@ def _check_members(archive: Path, members: list[tarfile.TarInfo]) -> str:
     return tops.pop()
 
 
-def _check_safetensors(path: Path) -> bool:
-    """True when ``path`` starts like a safetensors file (length + JSON header)."""
+def _check_base_model(archive: Path, info: ProfileInfo, allow_model: bool) -> None:
+    """An imported profile names the model it runs on, and that name is then loaded: only a
+    model this installation ships (with the weights the profile was made on) is taken on the
+    archive's word; any other (a hub id, a local path) only when the user allows it."""
+    from asr_adapt.core.errors import ModelError
+    from asr_adapt.models.bundled import ALIASES, BUNDLED
+    from asr_adapt.models.loading import bundled_weights_sha256
+
+    name = ALIASES.get(info.base_model, info.base_model)
+    if name not in BUNDLED:
+        if allow_model:
+            return
+        raise ProfileError(f"{archive}: its profile runs on {info.base_model[:80]!r}, which is not a model bundled "
+                           "with asr-adapt; if you trust that model, import with --allow-model")
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-            if len(head) != 8:
-                return False
-            size = int.from_bytes(head, "little")
-            if size <= 0 or size > 100_000_000:
-                return False
-            header = json.loads(handle.read(size).decode("utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(header, dict)
+        sha = bundled_weights_sha256(BUNDLED[name])
+    except ModelError as error:
+        raise ProfileError(f"{archive}: its profile runs on {error}") from None
+    recorded = info.base_weights_sha256
+    if recorded and recorded != sha:
+        raise ProfileError(f"{archive}: its profile was made on other weights of {name} (sha256 {recorded[:12]}, "
+                           f"here {sha[:12]}); enroll again on this installation")
 
 
 def _check_extracted(archive: Path, folder: Path, where: str) -> ProfileInfo:
@@ -187,17 +233,9 @@ def _check_extracted(archive: Path, folder: Path, where: str) -> ProfileInfo:
         if missing:
             raise _not_profile_archive(archive, f"its adapter {info.adapter} lacks "
                                                 f"{' and '.join(missing)}")
-        try:
-            config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise _not_profile_archive(archive, "adapter_config.json is not valid JSON") from None
-        peft_type = config.get("peft_type") if isinstance(config, dict) else None
-        if peft_type != "LORA":
-            raise _not_profile_archive(archive, f"its adapter is not a LoRA adapter "
-                                                f"(peft_type {peft_type!r})")
-        if not _check_safetensors(adapter / "adapter_model.safetensors"):
-            raise _not_profile_archive(archive, "adapter_model.safetensors is not a "
-                                                "safetensors file")
+        problem = adapter_problem(adapter)
+        if problem:
+            raise _not_profile_archive(archive, problem)
     manifest = folder / "enrollment" / MANIFEST_NAME
     if manifest.is_file():
         try:
@@ -212,14 +250,17 @@ def _check_extracted(archive: Path, folder: Path, where: str) -> ProfileInfo:
     return info
 
 
-def import_profile(archive: str | Path, name: str | None = None, force: bool = False) -> Profile:
+def import_profile(archive: str | Path, name: str | None = None, force: bool = False,
+                   allow_model: bool = False) -> Profile:
     """Install a profile from an archive written by :func:`export_profile`; return it.
 
     Anything unsafe or foreign is refused before a byte is written to the profile: not a
     readable ``.tar.gz``, members with absolute paths, ``..``, links or device files, not
     exactly one top-level folder, no valid ``profile.json``, or an adapter that is not a
-    complete PEFT LoRA adapter. ``name`` installs it under another name. An existing
-    profile of that name is replaced only with ``force``.
+    complete PEFT LoRA adapter whose every tensor reads, or a base model this installation
+    does not ship (or ships with other weights) unless ``allow_model``. Bounds on member
+    count, unpacked size and depth stop archive bombs before extraction. ``name`` installs it
+    under another name. An existing profile of that name is replaced only with ``force``.
     """
     archive = Path(archive).expanduser()
     if not archive.is_file():
@@ -233,10 +274,7 @@ def import_profile(archive: str | Path, name: str | None = None, force: bool = F
     except _UNREADABLE as error:
         raise _unreadable(archive, error) from None
     with tar:
-        try:
-            members = tar.getmembers()
-        except _UNREADABLE as error:
-            raise _unreadable(archive, error) from None
+        members = _read_members(tar, archive)
         top = _check_members(archive, members)
         if name is None:
             try:
@@ -247,12 +285,12 @@ def import_profile(archive: str | Path, name: str | None = None, force: bool = F
         if (root / name).exists() and not force:
             raise ProfileError(f"profile '{name}' exists; use --force to replace it, or "
                                "--name to import under another name")
-        _extract_and_install(tar, members, archive, top, root / name, force)
+        _extract_and_install(tar, members, archive, top, root / name, force, allow_model)
     return Profile.open(name)
 
 
 def _extract_and_install(tar: tarfile.TarFile, members: list[tarfile.TarInfo], archive: Path,
-                         top: str, target: Path, force: bool) -> None:
+                         top: str, target: Path, force: bool, allow_model: bool) -> None:
     """Extract beside the profiles, check the profile folder ``top``, install it at ``target``.
 
     The extraction folder is removed whatever happens; a failure leaves no profile behind.
@@ -265,6 +303,8 @@ def _extract_and_install(tar: tarfile.TarFile, members: list[tarfile.TarInfo], a
         _extract(tar, members, extract, archive)
         folder = extract / top
         info = _check_extracted(archive, folder, f"'{top}' in {archive.name}")
+        _check_base_model(archive, info, allow_model)
+        faults.reached("import-extracted")
         info.name = target.name
         (folder / "reports").mkdir(exist_ok=True)
         (folder / "adapters").mkdir(exist_ok=True)
@@ -274,7 +314,8 @@ def _extract_and_install(tar: tarfile.TarFile, members: list[tarfile.TarInfo], a
         ACTIVE.add(staging)
         try:
             os.rename(folder, staging)
-            install(staging, target, force)
+            with profile_lock(target.name, "import it"):
+                install(staging, target, force)
         finally:
             ACTIVE.discard(staging)
             if staging.exists():

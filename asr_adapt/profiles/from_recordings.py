@@ -13,6 +13,7 @@ from asr_adapt.data.importers import load_any
 from asr_adapt.data.manifest import Utterance
 from asr_adapt.models.loading import resolve_model
 from asr_adapt.profiles.profile import Profile
+from asr_adapt.profiles.recordings import check_enrollment_files
 from asr_adapt.profiles.stacking import open_base_profile
 
 #: Fewer utterances than this are not enough to adapt to (TrainOptions' minimum; about 15 s
@@ -27,12 +28,18 @@ def load_enrollment(source: str | Path) -> list[Utterance]:
     if len(utterances) < MIN_ENROLLMENT_UTTERANCES:
         raise TrainingError(f"{source} holds {len(utterances)} utterances; enrollment needs at least "
                             f"{MIN_ENROLLMENT_UTTERANCES} (a minute of speech or more works best)")
+    check_enrollment_files(utterances)
     return utterances
 
 
 def create_profile(name: str, model: str, utterances: Sequence[Utterance], force: bool = False,
                    base_profile: str | None = None) -> Profile:
-    """Create profile ``name`` on ``model`` for ``utterances`` (a group when several speakers).
+    """Create profile ``name`` on ``model`` holding ``utterances`` as its enrollment (a group
+    when several speakers).
+
+    The recordings are checked and copied while the new profile is still staged: a bad file
+    (or Ctrl-C, or a full disk) leaves no profile behind, and with ``force`` the existing
+    one untouched.
 
     The model is loaded on the CPU only to record which weights the profile is for, and to
     refuse text its vocabulary cannot spell now rather than after the import.
@@ -46,7 +53,7 @@ def create_profile(name: str, model: str, utterances: Sequence[Utterance], force
     speakers = {u.speaker for u in utterances}
     return Profile.create(name, base_model=model, base_weights_sha256=loaded.weights_sha256,
                           backend=loaded.backend, kind="group" if len(speakers) > 1 else "speaker", force=force,
-                          base_profile=base_profile)
+                          base_profile=base_profile, fill=lambda profile: profile.import_enrollment(list(utterances)))
 
 
 __all__ = ["MIN_ENROLLMENT_UTTERANCES", "create_profile", "load_enrollment"]

@@ -24,10 +24,16 @@ FORMAT_VERSION = 1
 PROFILE_FILE = "profile.json"
 KINDS = ("speaker", "group")
 MAX_NAME_LENGTH = 64
+#: A profile.json is a few kilobytes (its history grows by a line per adaptation).
+MAX_INFO_BYTES = 1 << 20
 NAME_RULE = ("use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, "
              "without '..'")
 #: The characters of a profile name, an utterance id or an adapter version (all file names).
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: Names Windows keeps for devices, with or without an extension (``con``, ``nul.txt``, ``COM1``):
+#: a profile folder cannot be called that there, so it is not a profile name anywhere.
+WINDOWS_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                              *(f"LPT{i}" for i in range(1, 10))})
 
 
 class ProfileError(AsrAdaptError):
@@ -41,7 +47,12 @@ def profiles_root() -> Path:
     """Where profiles live: ``$ASR_ADAPT_HOME/profiles``, else the user data folder."""
     override = os.environ.get("ASR_ADAPT_HOME")
     if override:
-        return Path(os.path.abspath(os.path.expanduser(override))) / "profiles"
+        home = Path(os.path.abspath(os.path.expanduser(override)))
+        blocked = next((p for p in (home, *home.parents) if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            raise ProfileError(f"ASR_ADAPT_HOME={override}: {blocked} is a file, not a folder; "
+                               "point ASR_ADAPT_HOME at a writable folder")
+        return home / "profiles"
     from platformdirs import user_data_dir
 
     return Path(os.path.abspath(user_data_dir("asr-adapt"))) / "profiles"
@@ -69,6 +80,10 @@ def validate_profile_name(name: str) -> str:
         problem = "does not start with a letter or digit"
     elif not SAFE_NAME.fullmatch(name):
         problem = "contains a character other than letters, digits, '.', '_' or '-'"
+    elif name.split(".")[0].upper() in WINDOWS_RESERVED:
+        problem = "is a device name on Windows"
+    elif name.endswith("."):
+        problem = "ends with '.' (Windows drops it)"
     else:
         return name
     raise ProfileError(f"invalid profile name {name!r}: it {problem}; {NAME_RULE}")
@@ -236,6 +251,8 @@ def read_info(folder: Path, where: str) -> ProfileInfo:
     """Read and validate ``folder/profile.json``; ``where`` names the profile in messages."""
     path = folder / PROFILE_FILE
     try:
+        if path.stat().st_size > MAX_INFO_BYTES:
+            raise _damaged(where, f"larger than {MAX_INFO_BYTES >> 20} MiB")
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ProfileError(f"profile.json of {where} is missing; restore it from an export, "
@@ -247,6 +264,8 @@ def read_info(folder: Path, where: str) -> ProfileInfo:
     except (UnicodeDecodeError, ValueError) as error:
         reason = error.msg if isinstance(error, json.JSONDecodeError) else "not UTF-8"
         raise _damaged(where, f"not valid JSON ({reason})") from None
+    except RecursionError:
+        raise _damaged(where, "JSON nested too deeply") from None
     return ProfileInfo.from_dict(data, where)
 
 

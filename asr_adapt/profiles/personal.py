@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from safetensors import SafetensorError
+
 from asr_adapt.adapt.attach import shrink_adapter
 from asr_adapt.core.errors import OptionsError
 from asr_adapt.models.base import LoadedModel
 from asr_adapt.models.loading import resolve_model
 from asr_adapt.profiles.profile import Profile
 from asr_adapt.profiles.info import ProfileError
+
+#: What loading a damaged adapter folder raises (a truncated or empty safetensors file raises
+#: safetensors' own error, which is none of the others).
+ADAPTER_LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
 
 
 def check_base_matches(profile: Profile, loaded: LoadedModel) -> None:
@@ -83,7 +89,7 @@ def apply_adapter(loaded: LoadedModel, profile: Profile, merge: bool = True, sca
         return loaded
     try:
         peft_model = PeftModel.from_pretrained(loaded.model, str(profile.adapter_dir))
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
+    except ADAPTER_LOAD_ERRORS as error:
         raise ProfileError(f"the adapter of profile '{profile.name}' cannot be loaded ({str(error).splitlines()[0][:160]}); "
                            "adapt it again") from None
     if scale is not None and scale != 1:
@@ -170,7 +176,7 @@ class AdapterSwitcher:
         model = self.loaded.model
         try:
             peft_model = PeftModel.from_pretrained(model, str(profile.adapter_dir))
-        except (OSError, ValueError, KeyError, RuntimeError) as error:
+        except ADAPTER_LOAD_ERRORS as error:
             _strip_lora(model)
             raise ProfileError(f"the adapter of profile '{profile.name}' cannot be loaded "
                                f"({str(error).splitlines()[0][:160]}); adapt it again") from None

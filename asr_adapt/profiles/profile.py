@@ -29,9 +29,11 @@ from typing import Any
 import numpy as np
 
 from asr_adapt.audio.io import SAMPLE_RATE, load_audio
+from asr_adapt.core import faults
 from asr_adapt.core.files import write_text_atomic
 from asr_adapt.data.manifest import MANIFEST_NAME, UNKNOWN_SPEAKER, Utterance, write_manifest
 from asr_adapt.profiles import adapters, recordings
+from asr_adapt.profiles.locks import lock_if_free, profile_lock
 from asr_adapt.profiles.info import (
     KINDS, PROFILE_FILE, ProfileError, ProfileInfo, dumps_info, is_safe_name, iso_stamp,
     profiles_root, read_info, utc_now, validate_profile_name,
@@ -124,11 +126,13 @@ class Profile:
     @classmethod
     def create(cls, name: str, base_model: str, base_weights_sha256: str | None,
                backend: str = "whisper", kind: str = "speaker", force: bool = False,
-               base_profile: str | None = None) -> Profile:
-        """Create an empty profile ``name`` and return it.
+               base_profile: str | None = None, fill: Callable[[Profile], Any] | None = None) -> Profile:
+        """Create profile ``name`` and return it.
 
         An existing profile is an error unless ``force``; with ``force`` it is replaced
         only once the new one is complete (built beside it and swapped in by rename).
+        ``fill(profile)`` adds content (e.g. :meth:`import_enrollment`) to the new profile
+        while it is still staged: if it raises, nothing is created or replaced.
         ``base_profile`` names the group profile whose adapter this one's training starts
         from (checked by the caller).
         """
@@ -146,7 +150,9 @@ class Profile:
         info = ProfileInfo(name=name, kind=kind, base_model=base_model,
                            base_weights_sha256=base_weights_sha256, backend=backend,
                            created=stamp, updated=stamp, base_profile=base_profile)
-        return cls(create_folder(root, info, force), info)
+        staged = None if fill is None else (lambda folder: fill(cls(folder, info)))
+        with profile_lock(name, "replace it"):  # never swapped out under a run adapting it
+            return cls(create_folder(root, info, force, staged), info)
 
     @classmethod
     def open(cls, name: str) -> Profile:
@@ -172,6 +178,26 @@ class Profile:
                 if match and is_leftover(entry, int(match["pid"])):
                     log.info("removing leftover %s", entry)
                     remove_path(entry)
+        self._remove_orphan_adapters()
+
+    def _remove_orphan_adapters(self) -> None:
+        """Remove adapter versions that ``profile.json`` never named: a run killed between
+        renaming its adapter into place and committing ``profile.json``. Only while no
+        other run holds the profile (one may be between those two steps right now)."""
+        named = {str(entry.get("version")) for entry in self.info.history}
+        if self.info.adapter:
+            named.add(self.info.adapter.split("/")[-1])
+        try:
+            orphans = [entry for entry in self.adapters_dir.iterdir()
+                       if adapters.VERSION.fullmatch(entry.name) and entry.name not in named]
+        except OSError:
+            return
+        if not orphans:
+            return
+        with lock_if_free(self.name) as free:
+            for entry in orphans if free else ():
+                log.info("removing adapter %s that no profile.json named (an interrupted run)", entry)
+                remove_path(entry)
 
     # ----------------------------------------------------------------- saving
 
@@ -213,9 +239,7 @@ class Profile:
         run ``0001``, ``0002``, ... after the highest existing one. ``speaker`` defaults to
         the speaker of the existing utterances when they share one, else the profile's name.
         """
-        audio = recordings.check_audio(audio)
-        if not isinstance(text, str) or not text.strip():
-            raise ProfileError("an enrollment utterance needs its transcript; the text is empty")
+        audio = recordings.check_enrollment_take(audio, text, "the recording")
         existing = self.enrollment_utterances()
         if utterance_id is None:
             utterance_id = recordings.next_ids(existing, 1)[0]
@@ -257,10 +281,13 @@ class Profile:
         added: list[Utterance] = []
         written: list[Path] = []
         try:
+            recordings.check_enrollment_files(utterances)  # headers first: a 2-hour file is not read
             for new_id, source in zip(ids, utterances):
-                audio = recordings.check_audio(load_audio(source.audio), where=str(source.audio))
+                audio = recordings.check_enrollment_take(load_audio(source.audio), source.text,
+                                                         where=str(source.audio), require_text=False)
                 path = recordings.write_flac(self.enrollment_dir, new_id, audio)
                 written.append(path)
+                faults.reached("enroll-take")
                 speaker = self.name if source.speaker == UNKNOWN_SPEAKER else source.speaker
                 extra = {key: value for key, value in source.extra.items()}
                 extra.setdefault("source_id", source.id)

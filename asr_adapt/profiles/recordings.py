@@ -9,6 +9,7 @@ next time the manifest is read.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from asr_adapt.audio.io import SAMPLE_RATE
+from asr_adapt.audio.io import MAX_TAKE_SAMPLES, MIN_TAKE_SAMPLES, SAMPLE_RATE
 from asr_adapt.core.errors import AudioError
 from asr_adapt.data.manifest import Utterance, read_manifest
 from asr_adapt.profiles.info import MAX_NAME_LENGTH, NAME_RULE, ProfileError, is_safe_name
@@ -41,6 +42,49 @@ def check_audio(audio: Any, where: str = "the recording") -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise AudioError(f"{where}: holds NaN or infinite samples; record it again")
     return array
+
+
+#: No transcript of 30 s of speech comes near this (about 100 words); longer is a wrong file.
+MAX_TRANSCRIPT_CHARS = 2000
+
+
+def check_take_seconds(seconds: float, where: str) -> None:
+    """Refuse an enrollment take too short or too long to train on (Whisper's 30 s window)."""
+    if seconds < MIN_TAKE_SAMPLES / SAMPLE_RATE:
+        raise AudioError(f"{where}: {1000 * seconds:.0f} ms is too short for an enrollment take "
+                         f"(at least {MIN_TAKE_SAMPLES / SAMPLE_RATE:.1f} s); leave it out")
+    if seconds > MAX_TAKE_SAMPLES / SAMPLE_RATE:
+        raise AudioError(f"{where}: {seconds:.0f} s is longer than an enrollment take may be "
+                         f"({MAX_TAKE_SAMPLES // SAMPLE_RATE} s, Whisper's window); split it into sentences")
+
+
+def check_enrollment_files(utterances: list[Utterance]) -> None:
+    """Refuse, from the headers and transcripts alone, takes that cannot be enrolled: before
+    a model loads or a profile is created (the audio itself is checked as it is copied)."""
+    from asr_adapt.audio.io import audio_info
+
+    for utterance in utterances:
+        where = str(utterance.audio)
+        check_take_seconds(audio_info(utterance.audio).duration, where)
+        if utterance.text is not None and len(utterance.text) > MAX_TRANSCRIPT_CHARS:
+            raise ProfileError(f"{where}: a transcript of {len(utterance.text)} characters is not one take's "
+                               f"(at most {MAX_TRANSCRIPT_CHARS}); check that it belongs to this audio")
+
+
+def check_enrollment_take(audio: Any, text: Any, where: str, require_text: bool = True) -> np.ndarray:
+    """``audio`` as float32 mono if it and ``text`` can be trained on, else raise: adaptation
+    would refuse them later, so they are refused before they enter a profile. ``text`` None
+    is accepted without ``require_text`` (an imported utterance kept for self-training)."""
+    audio = check_audio(audio, where)
+    check_take_seconds(len(audio) / SAMPLE_RATE, where)
+    if text is None and not require_text:
+        return audio
+    if not isinstance(text, str) or not text.strip():
+        raise ProfileError(f"{where}: an enrollment utterance needs its transcript; the text is empty")
+    if len(text) > MAX_TRANSCRIPT_CHARS:
+        raise ProfileError(f"{where}: a transcript of {len(text)} characters is not one take's "
+                           f"(at most {MAX_TRANSCRIPT_CHARS}); check that it belongs to this audio")
+    return audio
 
 
 def check_utterance_id(utterance_id: str) -> None:
@@ -107,10 +151,14 @@ def write_flac(folder: Path, utt_id: str, audio: np.ndarray) -> Path:
     final = folder / f"{utt_id}.flac"
     temp = folder / f".{utt_id}.tmp-{os.getpid()}.flac"
     ACTIVE.add(temp)
+    # Encoded in memory, then written as bytes: libsndfile writing the file itself reports a
+    # full disk through cffi callbacks, which print "Exception ignored ..." tracebacks before
+    # the error reaches us. A take is at most 30 s (under 1 MB of FLAC).
+    encoded = io.BytesIO()
+    sf.write(encoded, np.clip(audio, -1.0, 1.0), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     try:
-        with open(temp, "w+b") as handle:
-            sf.write(handle, np.clip(audio, -1.0, 1.0), SAMPLE_RATE, format="FLAC",
-                     subtype="PCM_16")
+        with open(temp, "wb") as handle:
+            handle.write(encoded.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, final)

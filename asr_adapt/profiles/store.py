@@ -29,6 +29,7 @@ import re
 import secrets
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from asr_adapt.core.files import write_text_atomic
@@ -241,11 +242,16 @@ def recover(root: Path, only: str | None = None) -> None:
         remove_path(entry)
 
 
-def create_folder(root: Path, info: ProfileInfo, force: bool) -> Path:
-    """Build the empty profile folder of ``info`` beside ``root/<name>`` and install it.
+def create_folder(root: Path, info: ProfileInfo, force: bool,
+                  fill: Callable[[Path], None] | None = None) -> Path:
+    """Build the profile folder of ``info`` beside ``root/<name>`` and install it.
 
+    ``fill(folder)`` puts content (e.g. enrollment recordings) into the staged folder
+    before ``profile.json`` is written and the folder is installed, so a profile replaced
+    with ``force`` is swapped out only for a complete one: when ``fill`` fails (bad audio,
+    a full disk, Ctrl-C) the existing profile is untouched and nothing half-built is left.
     Returns the installed folder. Raises :class:`ProfileError` when it exists (without
-    ``force``) or cannot be written; nothing half-built is left behind.
+    ``force``) or cannot be written.
     """
     name = info.name
     target = root / name
@@ -254,6 +260,9 @@ def create_folder(root: Path, info: ProfileInfo, force: bool) -> Path:
     try:
         for folder in ("enrollment", "adapters", "reports"):
             (staging / folder).mkdir(parents=True)
+        if fill is not None:
+            fill(staging)
+        # profile.json last: a staged folder without it is debris, never "recovered" into place.
         write_text_atomic(staging / PROFILE_FILE, dumps_info(info))
         install(staging, target, force)
     except OSError as error:

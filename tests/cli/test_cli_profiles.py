@@ -12,7 +12,7 @@ import pytest
 from asr_adapt.cli import main as cli_main
 from asr_adapt.profiles.profile import Profile
 from conftest import sine
-from fake_profiles import fake_adapter
+from fake_profiles import fake_adapter, tiny_en_sha
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def only_profiles_command(monkeypatch):
 
 @pytest.fixture
 def alice(home) -> Profile:
-    profile = Profile.create("alice", "whisper-tiny.en", "ab" * 32)
+    profile = Profile.create("alice", "whisper-tiny.en", tiny_en_sha())
     profile.add_enrollment_utterance(sine(3.0), "one")
     profile.add_enrollment_utterance(sine(3.0), "two")
     profile.commit_adapter(fake_adapter, {"r": 2}, {"wer": 0.25})

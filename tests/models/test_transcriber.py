@@ -208,6 +208,60 @@ def test_long_audio_is_windowed_and_stitched(tiny_transcriber, monkeypatch):
     assert all(a.end == b.start for a, b in zip(result.segments, result.segments[1:]))
 
 
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Tone bursts with quiet gaps of random lengths: audio whose windows are cut at gaps."""
+    rng = np.random.default_rng(seed)
+    parts, total = [], 0.0
+    while total < seconds:
+        burst, gap = rng.uniform(1.0, 6.0), rng.uniform(0.2, 1.0)
+        parts += [sine(burst, freq=rng.uniform(150, 400)), np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32)]
+        total += burst + gap
+    return np.concatenate(parts)[: int(seconds * SAMPLE_RATE)]
+
+
+def test_a_long_file_is_read_in_blocks_and_cut_as_if_whole(tiny_transcriber, monkeypatch, tmp_path):
+    """Files longer than a block are streamed; the windows (and so the transcript) are the
+    ones the whole file in memory gives, whatever the block length."""
+    from asr_adapt.audio import io
+
+    audio = speech_like(200.0)
+    path = tmp_path / "long.wav"
+    sf.write(path, audio, SAMPLE_RATE, subtype="FLOAT")
+    monkeypatch.setattr(tiny_transcriber, "_decode", lambda audios: [f"{len(a)}" for a in audios])
+    whole = tiny_transcriber.transcribe_audio(load_audio(path), source=str(path))
+    for block in (45.0, 61.0):
+        monkeypatch.setattr(io, "STREAM_BLOCK_SECONDS", block)
+        read_sizes = []
+        real_blocks = io.audio_blocks
+
+        def counted(*args, **kwargs):
+            for chunk in real_blocks(*args, block_seconds=block, max_seconds=None):
+                read_sizes.append(len(chunk))
+                yield chunk
+        monkeypatch.setattr("asr_adapt.models.transcriber.audio_blocks", counted)
+        streamed = next(tiny_transcriber.transcribe_files([path]))
+        assert max(read_sizes) <= block * SAMPLE_RATE + 1 and len(read_sizes) >= 4
+        assert streamed.segments == whole.segments and streamed.duration == whole.duration == 200.0
+
+
+def test_an_interrupted_run_keeps_what_it_decoded(tiny_transcriber, monkeypatch, tmp_path):
+    path = tmp_path / "long.wav"
+    sf.write(path, speech_like(150.0, seed=1), SAMPLE_RATE)
+    calls = []
+
+    def decode_then_ctrl_c(audios):
+        calls.append(len(audios))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return ["words"] * len(audios)
+    monkeypatch.setattr(tiny_transcriber, "_decode", decode_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        list(tiny_transcriber.transcribe_files([path]))
+    [partial] = tiny_transcriber.interrupted
+    assert partial.source == str(path) and len(partial.segments) == calls[0] == 3
+    assert partial.segments[0].start == 0.0 and partial.segments[-1].end < 150.0
+
+
 # The bound is set from measurement: tiny.en gets 0-10% WER on these espeak-ng en-us
 # sentences; 25% leaves room for espeak version differences while catching a broken model.
 CLEAN_SENTENCES = [

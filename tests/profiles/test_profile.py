@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fake_profiles import fake_adapter
+from fake_profiles import fake_adapter, tiny_en_sha
 from asr_adapt.profiles import adapters, store
 from asr_adapt.core.errors import AsrAdaptError
 from asr_adapt.data.manifest import Utterance
@@ -31,7 +31,7 @@ from conftest import REPO, sine
 
 @pytest.fixture
 def alice(home) -> Profile:
-    return Profile.create("alice", "whisper-tiny.en", "ab" * 32)
+    return Profile.create("alice", "whisper-tiny.en", tiny_en_sha())
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_create_writes_the_layout_and_profile_json(alice, home):
     assert not alice.unlabeled_dir.exists()  # created when something needs it
     data = json.loads((alice.path / "profile.json").read_text())
     assert data["format_version"] == 1 and data["name"] == "alice" and data["kind"] == "speaker"
-    assert data["base_model"] == "whisper-tiny.en" and data["base_weights_sha256"] == "ab" * 32
+    assert data["base_model"] == "whisper-tiny.en" and data["base_weights_sha256"] == tiny_en_sha()
     assert data["backend"] == "whisper" and data["adapter"] is None
     assert data["created"].endswith("Z") and data["settings"] == {} and data["history"] == []
     assert alice.adapter_dir is None
@@ -597,7 +597,7 @@ def lora_files(folder: str, peft_type: str = "LORA") -> dict[str, bytes]:
     from safetensors.numpy import save
 
     return {f"{folder}/adapter_config.json": json.dumps({"peft_type": peft_type}).encode(),
-            f"{folder}/adapter_model.safetensors": save({"w": np.zeros(2, np.float32)})}
+            f"{folder}/adapter_model.safetensors": save({"base_model.model.layer.lora_A.weight": np.zeros(2, np.float32)})}
 
 
 def profile_json(adapter: str | None = "adapters/v1") -> bytes:
@@ -652,7 +652,7 @@ def _device(tar):
     ({"x/profile.json": profile_json(), **lora_files("x/adapters/v1", "IA3")}, None,
      "not a LoRA adapter"),
     ({**good_files(), "x/adapters/v1/adapter_model.safetensors": b"junk"}, None,
-     "not a safetensors file"),
+     "not a readable safetensors file"),
     ({**good_files(), "x/enrollment/manifest.jsonl": b'{"id": "a", "audio": "/etc/hostname"}\n'},
      None, "enrollment"),
 ])
