@@ -218,7 +218,8 @@ def _load_transformers(path: str | Path, name: str, kind: str, placement: Placem
     def attempt(what: str, load: Callable[[], Any]) -> Any:
         try:
             return load()
-        except (OSError, ValueError, KeyError, EnvironmentError) as error:
+        except (OSError, ValueError, KeyError, EnvironmentError, RecursionError) as error:
+            # (RecursionError: a config.json nested thousands deep, which json cannot parse)
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelError(f"cannot load the {what} of '{name}' from {path}: {first[:200]}") from None
 

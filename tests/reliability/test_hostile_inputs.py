@@ -71,13 +71,19 @@ def test_unicode_manifest_is_read(capsys, store, tmp_path, good_wav):
     assert code == 0 and "Traceback" not in err, err
 
 
-def test_kaldi_folder_whose_files_disagree(capsys, store, tmp_path, good_wav):
+@pytest.mark.parametrize("files,pattern", [
+    ({"text": "utt2 hello there\n"}, "'utt2' is not in wav.scp"),
+    ({"text": "utt1 hello\n", "utt2spk": "utt9 bob\n"}, "'utt9' is not in wav.scp"),
+    ({"text": "utt1 hello\n", "segments": "seg1 utt1 0.0 1.0\n"}, "segments are not supported"),
+    ({"wav.scp": "utt1 sox in.wav -t wav - |\n"}, "pipe|command|not supported|not found"),
+])
+def test_kaldi_folder_whose_files_disagree(capsys, store, tmp_path, good_wav, files, pattern):
     kaldi = tmp_path / "kaldi"
     kaldi.mkdir()
     (kaldi / "wav.scp").write_text(f"utt1 {good_wav}\n")
-    (kaldi / "text").write_text("utt2 hello there\n")
-    assert_refused(capsys, store, ["manifest", "import", kaldi, "-o", tmp_path / "out.jsonl"],
-                   "utt|text|wav.scp")
+    for name, text in files.items():
+        (kaldi / name).write_text(text)
+    assert_refused(capsys, store, ["manifest", "import", kaldi, "-o", tmp_path / "out.jsonl"], pattern)
     assert not (tmp_path / "out.jsonl").exists()
 
 
@@ -157,6 +163,22 @@ def test_broken_model_folders(capsys, store, tmp_path, good_wav, case, make, pat
     folder = tmp_path / "model"
     make(folder)
     assert_refused(capsys, store, ["transcribe", good_wav, "--model", folder, *FAST], pattern)
+
+
+@pytest.mark.parametrize("case,make,pattern", [
+    ("missing", lambda d: None, "no such model folder"),
+    ("a_file", lambda d: d.write_text("x"), "must be a folder"),
+    ("garbage_config", lambda d: (d.mkdir(), (d / "config.json").write_text("[" * 100_000)), "config"),
+    ("unknown_family", lambda d: (d.mkdir(), (d / "config.json").write_text(json.dumps({"model_type": "bert"}))),
+     "bert|not a speech|not supported|model type"),
+    ("unknown_name", None, "unknown model 'whisper-huge'"),
+])
+def test_models_prepare_refuses(capsys, store, tmp_path, case, make, pattern):
+    folder = tmp_path / "model"
+    if make is not None:
+        make(folder)
+    target = "whisper-huge" if case == "unknown_name" else folder
+    assert_refused(capsys, store, ["models", "prepare", "--model", target], pattern)
 
 
 def test_cache_that_is_a_file(capsys, store, tmp_path, good_wav, monkeypatch):
