@@ -36,13 +36,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="do not ask for confirmation (needed when stdin is not a terminal)")
     remove.set_defaults(run=run_remove)
 
-    export = actions.add_parser("export", help="write a profile to a .tar.gz archive")
+    export = actions.add_parser("export", help="write a profile to a .tar.gz archive, or for another runtime")
     export.add_argument("name", metavar="NAME")
-    export.add_argument("-o", "--output", metavar="FILE",
-                        help="archive to write, or a folder to write NAME.tar.gz into "
-                             "(default: NAME.tar.gz here)")
+    export.add_argument("-o", "--output", metavar="PATH",
+                        help="archive: the file to write, or a folder to write NAME.tar.gz into (default: "
+                             "NAME.tar.gz here); other formats: the folder to create (default: NAME-FORMAT)")
+    export.add_argument("--format", choices=("archive", "merged", "ct2", "peft"), default="archive",
+                        help="archive: a .tar.gz for `profiles import` (default); merged: a plain transformers "
+                             "model folder with the adapter folded in; ct2: that, converted for CTranslate2 / "
+                             "faster-whisper; peft: the bare PEFT adapter with a model card")
+    export.add_argument("--quantization", choices=("int8", "int8_float32", "float16", "float32"), default="int8",
+                        help="weights of a ct2 export (default: int8)")
+    export.add_argument("--force", action="store_true", help="replace an existing export folder")
     export.add_argument("--no-audio", action="store_true",
-                        help="leave the enrollment recordings and transcripts out")
+                        help="archive: leave the enrollment recordings and transcripts out")
     export.set_defaults(run=run_export)
 
     importer = actions.add_parser("import", help="install a profile from an exported archive")
@@ -120,7 +127,14 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Write the profile to an archive."""
+    """Write the profile to an archive, or as a folder for another runtime."""
+    if args.format != "archive":
+        from asr_adapt.profiles.exports import export_for_runtime
+
+        output = Path(args.output) if args.output else Path(f"{args.name}-{args.format}")
+        path = export_for_runtime(args.name, output, args.format, force=args.force, quantization=args.quantization)
+        print(f"{path}: profile '{args.name}' as {args.format} (see {path / 'README.md'})")
+        return 0
     output = Path(args.output) if args.output else Path(f"{args.name}.tar.gz")
     path = export_profile(args.name, output, include_audio=not args.no_audio)
     content = "without recordings" if args.no_audio else "with recordings"

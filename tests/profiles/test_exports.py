@@ -1,0 +1,114 @@
+"""Exports for other runtimes: merged transformers folder, CTranslate2 / faster-whisper, bare PEFT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cli_runner import assert_one_line_error, run_cli
+from conftest import sine
+from fake_profiles import make_profile
+
+
+@pytest.fixture
+def alice(home, tiny_whisper_dir):
+    return make_profile("alice", tiny_whisper_dir)
+
+
+def features(tiny_whisper_dir):
+    from transformers import WhisperProcessor
+
+    processor = WhisperProcessor.from_pretrained(tiny_whisper_dir)
+    return processor.feature_extractor(sine(2.0), sampling_rate=16000, return_tensors="pt").input_features
+
+
+def greedy(model, inputs):
+    with torch.no_grad():
+        return model.generate(inputs, max_new_tokens=6, do_sample=False).tolist()
+
+
+def test_merged_export_is_the_profile_without_asr_adapt(alice, tmp_path, tiny_whisper_dir, capsys):
+    from transformers import WhisperForConditionalGeneration, pipeline
+
+    from asr_adapt.profiles.personal import load_profile_model
+
+    out = tmp_path / "alice-merged"
+    code, stdout, err = run_cli(capsys, "profiles", "export", "alice", "--format", "merged", "-o", out)
+    assert code == 0, err
+    assert {"config.json", "model.safetensors", "generation_config.json", "README.md"} <= {p.name for p in out.iterdir()}
+    exported = WhisperForConditionalGeneration.from_pretrained(out).eval()
+    loaded, _ = load_profile_model("alice", device="cpu", dtype="float32")
+    inputs = features(tiny_whisper_dir)
+    base = WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir).eval()
+    assert greedy(exported, inputs) == greedy(loaded.model, inputs)
+    assert not torch.equal(exported.model.encoder.layers[0].self_attn.q_proj.weight,
+                           base.model.encoder.layers[0].self_attn.q_proj.weight)  # the adapter is in
+    asr = pipeline("automatic-speech-recognition", model=str(out), device="cpu")
+    assert isinstance(asr(sine(1.0), generate_kwargs={"max_new_tokens": 4})["text"], str)
+    card = (out / "README.md").read_text()
+    assert "asr-adapt profile 'alice'" in card and "pipeline(" in card
+
+
+def test_peft_export_loads_with_peft(alice, tmp_path, tiny_whisper_dir, capsys):
+    from peft import PeftModel
+    from transformers import WhisperForConditionalGeneration
+
+    out = tmp_path / "alice-peft"
+    code, _, err = run_cli(capsys, "profiles", "export", "alice", "--format", "peft", "-o", out)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    base = WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir)
+    model = PeftModel.from_pretrained(base, out).merge_and_unload().eval()
+    from asr_adapt.profiles.personal import load_profile_model
+
+    loaded, _ = load_profile_model("alice", device="cpu", dtype="float32")
+    inputs = features(tiny_whisper_dir)
+    assert greedy(model, inputs) == greedy(loaded.model, inputs)
+
+
+def test_ct2_export_runs_in_faster_whisper(alice, tmp_path, capsys):
+    faster_whisper = pytest.importorskip("faster_whisper")
+    out = tmp_path / "alice-ct2"
+    code, _, err = run_cli(capsys, "profiles", "export", "alice", "--format", "ct2", "-o", out,
+                           "--quantization", "float32")
+    assert code == 0, err
+    assert {"model.bin", "config.json", "tokenizer.json", "preprocessor_config.json", "README.md"} <= {
+        p.name for p in out.iterdir()}
+    model = faster_whisper.WhisperModel(str(out), device="cpu", compute_type="float32")
+    segments, info = model.transcribe(np.asarray(sine(2.0)), beam_size=1, without_timestamps=True,
+                                      max_new_tokens=4, language="en")
+    assert isinstance(" ".join(s.text for s in segments), str) and info.duration == pytest.approx(2.0)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_export_refusals(alice, tmp_path, capsys, home, tiny_whisper_dir):
+    existing = tmp_path / "taken"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    code, _, err = run_cli(capsys, "profiles", "export", "alice", "--format", "peft", "-o", existing)
+    assert_one_line_error(code, err, "exists; choose a new folder, or pass --force")
+    assert (existing / "keep.txt").read_text() == "mine"
+    code, _, err = run_cli(capsys, "profiles", "export", "nobody", "--format", "peft", "-o", tmp_path / "x")
+    assert_one_line_error(code, err, "no profile")
+    make_profile("bare", tiny_whisper_dir, with_adapter=False)
+    code, _, err = run_cli(capsys, "profiles", "export", "bare", "--format", "merged", "-o", tmp_path / "y")
+    assert_one_line_error(code, err, "has no adapter to export")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    code, _, err = run_cli(capsys, "profiles", "export", "alice", "--format", "peft", "-o", existing, "--force")
+    assert code == 0 and not (existing / "keep.txt").exists() and (existing / "adapter_config.json").is_file()
+
+
+def test_a_full_disk_mid_export_leaves_no_folder(alice, tmp_path, capsys, monkeypatch):
+    import errno
+    import shutil
+
+    from asr_adapt.profiles import exports
+
+    def full(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(exports.shutil, "copyfile", full)
+    code, _, err = run_cli(capsys, "profiles", "export", "alice", "--format", "peft", "-o", tmp_path / "out")
+    monkeypatch.setattr(exports.shutil, "copyfile", shutil.copyfile)
+    assert_one_line_error(code, err, r"No space left on device\); nothing was written there")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
