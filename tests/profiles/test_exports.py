@@ -112,3 +112,36 @@ def test_a_full_disk_mid_export_leaves_no_folder(alice, tmp_path, capsys, monkey
     monkeypatch.setattr(exports.shutil, "copyfile", shutil.copyfile)
     assert_one_line_error(code, err, r"No space left on device\); nothing was written there")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_vllm_export_fits_the_layers_vllm_adapts(alice, tmp_path, tiny_whisper_dir, capsys):
+    """vLLM itself needs a CUDA GPU: what can be checked here is that every LoRA weight sits on
+    a layer vLLM's Whisper adapts (q/k/v/out_proj, fc1/fc2), that the layer exists in the base
+    model, and that the shapes fit it."""
+    import json
+
+    from transformers import WhisperForConditionalGeneration
+
+    from asr_adapt.profiles.exports import vllm_layout_problems
+
+    out = tmp_path / "alice-vllm"
+    code, _, err = run_cli(capsys, "profiles", "export", "alice", "--format", "vllm", "-o", out)
+    assert code == 0, err
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["base_model_name_or_path"] == str(tiny_whisper_dir)
+    card = (out / "README.md").read_text()
+    assert f"vllm serve {tiny_whisper_dir} --enable-lora" in card and "--lora-modules alice=" in card
+    assert "Not run here" in card
+    base = WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir)
+    assert vllm_layout_problems(out, base) == []
+
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(out / "adapter_model.safetensors"))
+    key = next(k for k in tensors if k.endswith("lora_A.weight"))
+    tensors[key] = tensors[key][:, :-1].contiguous()  # a shape that does not fit the layer
+    tensors["base_model.model.model.encoder.conv1.lora_A.weight"] = tensors[key].clone()
+    save_file(tensors, str(out / "adapter_model.safetensors"))
+    problems = vllm_layout_problems(out, base)
+    assert any("conv1: vLLM's Whisper takes no LoRA" in p for p in problems)
+    assert any(p.startswith(key) and "the layer needs" in p for p in problems)
