@@ -16,7 +16,9 @@ beam of 5 would triple the benchmark's decoding).
 
 Speakers are taken in a fixed order (the sorted ids shuffled with seed 762, so any prefix
 mixes adults and children); ``--speakers`` limits how many, ``--skip`` starts later in the
-order. Each run's result is appended to ``--out`` (JSON lines) as soon as it is measured,
+order. The speakers the fixed schedule was fitted on (the first TRACE_SPEAKERS of the pools)
+and the group adapter's speakers are always left out (``held_back``), except by ``--config
+trace``. Each run's result is appended to ``--out`` (JSON lines) as soon as it is measured,
 and a run already there is skipped, so a long benchmark resumes where it stopped and can be
 split over several sittings (about 2 minutes a speaker on a 2-core CPU).
 
@@ -31,7 +33,7 @@ Configurations (``--config``):
 - any name with ``--train JSON`` / ``--lora JSON`` overrides of TrainOptions/LoraSettings.
 
     python recipes/bench_personal.py --speakers 60 [--sizes 12] [--curve-speakers 20]
-    python recipes/bench_personal.py --report out/bench_personal.jsonl   # markdown tables
+    python recipes/bench_personal.py --report recipes/results/bench_personal.jsonl   # the committed results
 """
 
 from __future__ import annotations
@@ -180,6 +182,23 @@ class Bench:
 
 #: Speakers in the benchmark's group adapter (adults of recipes/speechocean_split's adult_pool).
 GROUP_SPEAKERS = 4
+#: Pool speakers whose epoch-by-epoch traces fitted the fixed schedule (the first of the pools, in order).
+TRACE_SPEAKERS = 5
+
+
+def group_speakers(by_speaker: dict[str, list[Utterance]], data: Path) -> list[str]:
+    """The group adapter's speakers: the first GROUP_SPEAKERS adult_pool speakers in the fixed order."""
+    pool = {u.speaker for u in split_speechocean(data)["adult_pool"]}
+    return [s for s in speaker_order(by_speaker) if s in pool][:GROUP_SPEAKERS]
+
+
+def held_back(by_speaker: dict[str, list[Utterance]], data: Path) -> set[str]:
+    """Speakers the benchmark leaves out: those the schedule was fitted on (the first
+    TRACE_SPEAKERS of the pools, as ``--only pool --config trace`` takes them) and the group's."""
+    parts = split_speechocean(data)
+    pools = {u.speaker for name, part in parts.items() if name.endswith("pool") for u in part}
+    traced = [s for s in speaker_order(by_speaker) if s in pools][:TRACE_SPEAKERS]
+    return set(traced) | set(group_speakers(by_speaker, data))
 
 
 def make_group(by_speaker: dict[str, list[Utterance]], data: Path, folder: Path) -> int:
@@ -188,8 +207,7 @@ def make_group(by_speaker: dict[str, list[Utterance]], data: Path, folder: Path)
     from asr_adapt.adapt.training import train_adapter
     from asr_adapt.models.loading import resolve_model
 
-    pool = {u.speaker for u in split_speechocean(data)["adult_pool"]}
-    speakers = [s for s in speaker_order(by_speaker) if s in pool][:GROUP_SPEAKERS]
+    speakers = group_speakers(by_speaker, data)
     utterances = [u for s in speakers for u in by_speaker[s]]
     loaded = resolve_model(MODEL, device="cpu", dtype="float32")
     peft_model, result = train_adapter(loaded, utterances, LoraSettings(), TrainOptions(), progress=True)
@@ -356,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     group_file = Path(args.base_adapter).parent / "speakers.json" if args.base_adapter else None
     if group_file is not None and group_file.is_file():  # the group's own speakers are not outside it
         args.exclude.append(group_file)
+    if args.config != "trace":  # the speakers a default was fitted on, or the group is made of, are not test speakers
+        order = [s for s in order if s not in held_back(by_speaker, data)]
     for results in args.exclude:
         if results.suffix == ".json":  # a list of speakers (a group's speakers.json)
             seen = set(json.loads(results.read_text()))
