@@ -88,11 +88,14 @@ class TrainOptions:
     short_window_share: float = 1.0
     #: The share of the trained deltas the kept adapter holds (its LoRA B matrices scaled
     #: once, before it is saved; WiSE-FT's interpolation toward the base model). None: 0.5
-    #: for the fixed schedule (nothing held out vouches for the full adapter), 1 otherwise
-    #: and when training continues a group's adapter. Measured on 10 speechocean762
-    #: speakers, 12 utterances each (BENCHMARKS.md, "Real voices"): at 1.0 the median cut
-    #: was 0.0% with two speakers 4.5 and 6.8 points worse; at 0.5, 12.7% (pooled 37.5% ->
-    #: 29.5%), nobody worse, and the generic sets no worse (-16.7%, +0.7%).
+    #: for the fixed schedule (nothing held out vouches for the full adapter), also when it
+    #: continues a group's adapter, 1 otherwise. Measured on 10 speechocean762 speakers, 12
+    #: utterances each (BENCHMARKS.md, "Real voices"): at 1.0 the median cut was 0.0% with
+    #: two speakers 4.5 and 6.8 points worse; at 0.5, 12.7% (pooled 37.5% -> 29.5%), nobody
+    #: worse, and the generic sets no worse (-16.7%, +0.7%). Stacked on a group adapter at 4
+    #: utterances (20 speakers), 0.5 instead of 1 took the cost on synthetic voices from +73%
+    #: to +6.2% (outside speakers +3.5% -> -0.2%) and the median cut from 15.6% to 19.2%
+    #: (the pooled cut fell, 30.0% -> 23.4%).
     keep_share: float | None = None
 
     def __post_init__(self) -> None:
@@ -138,10 +141,11 @@ class TrainOptions:
 
     def keep_share_for(self, selection: str, continued: bool) -> float:
         """The share of the trained deltas kept, for a run with ``selection`` ("auto"
-        decided) that ``continued`` a saved adapter or trained fresh LoRA."""
+        decided) that ``continued`` a saved adapter or trained fresh LoRA (the same share
+        either way since the stacking measurement; the argument says what the run was)."""
         if self.keep_share is not None:
             return self.keep_share
-        return 0.5 if selection == "fixed" and not continued else 1.0
+        return 0.5 if selection == "fixed" else 1.0
 
     def epochs_for(self, utterances: int) -> int:
         """How many epochs a run on ``utterances`` labeled utterances trains at most."""

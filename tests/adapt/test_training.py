@@ -249,7 +249,8 @@ def test_fixed_selection_trains_on_every_utterance_and_keeps_the_last_epoch(tiny
 
 
 @pytest.mark.parametrize("options, continued, share", [
-    (dict(), False, 0.5), (dict(), True, 1.0), (dict(selection="heldout"), False, 1.0),
+    (dict(), False, 0.5), (dict(), True, 0.5), (dict(selection="heldout"), False, 1.0),
+    (dict(selection="heldout"), True, 1.0),
     (dict(keep_share=0.8), True, 0.8), (dict(selection="last", keep_share=1.0), False, 1.0)])
 def test_the_kept_share_of_the_deltas(options, continued, share):
     train = TrainOptions(**options)
@@ -277,7 +278,7 @@ def test_training_can_start_from_a_saved_adapter(tiny_whisper_dir, tmp_path):
                                      start_from=str(tmp_path / "group"),
                                      on_epoch=lambda record: record.epoch == 0 and at_start.update(
                                          {k: v.detach().clone() for k, v in personal_state(fresh).items()}))
-    assert result.lora["rank"] == 4 and result.epochs_run == 2 and result.keep_share == 1.0
+    assert result.lora["rank"] == 4 and result.epochs_run == 2 and result.keep_share == 0.5
     assert any("decoder" in k for k in group) and any("encoder" in k for k in group)
     personal.save_pretrained(tmp_path / "personal")
     mine = load_file(str(tmp_path / "personal" / "adapter_model.safetensors"))

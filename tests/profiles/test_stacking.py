@@ -76,7 +76,7 @@ def test_adapting_starts_from_the_group_adapter_and_records_it(capsys, home, tmp
     assert code == 0, err
     alice = Profile.open("alice")
     assert alice.info.settings["base_profile"] == {"name": "team", "adapter_version": team.adapter_dir.name}
-    assert alice.info.metrics["keep_share"] == 1.0  # the group's part is kept whole
+    assert alice.info.metrics["keep_share"] == 0.5  # halved toward the base model, the group's part too
     mine = load_file(str(alice.adapter_dir / "adapter_model.safetensors"))
     # One speaker alone would get an encoder-only rank-16 adapter: this is the group's layout.
     assert set(mine) == set(group) and all(mine[k].shape == group[k].shape for k in group)
