@@ -17,6 +17,31 @@ def tiny_en_sha() -> str:
     return bundled_weights_sha256(BUNDLED["whisper-tiny.en"])
 
 
+def add_member(tar, name: str, data: bytes = b"", **fields) -> None:
+    """Add a member ``name`` holding ``data`` to an open tarfile; ``fields`` set TarInfo
+    attributes (a link's ``type`` and ``linkname``, a device's numbers)."""
+    import io
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for key, value in fields.items():
+        setattr(info, key, value)
+    tar.addfile(info, io.BytesIO(data) if data else None)
+
+
+def write_archive(path: Path, files: dict[str, bytes], extra=None) -> Path:
+    """A .tar.gz at ``path`` holding ``files`` (member name -> bytes), then whatever ``extra(tar)`` adds."""
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            add_member(tar, name, data)
+        if extra:
+            extra(tar)
+    return path
+
+
 def fake_adapter(folder: Path, peft_type: str = "LORA", value: float = 0.0) -> None:
     """What PEFT save_pretrained writes, in miniature."""
     import torch

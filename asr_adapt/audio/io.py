@@ -145,7 +145,11 @@ def load_audio(path: str | Path, max_seconds: float | None = DEFAULT_MAX_SECONDS
     Raises :class:`AudioError` for a missing, unreadable, truncated, empty, too short or too
     long file, and for samples no recording holds (NaN, infinities, far beyond +-1).
     """
-    info = _checked_info(path, max_seconds)
+    return _read_whole(_checked_info(path, max_seconds))
+
+
+def _read_whole(info: AudioInfo) -> np.ndarray:
+    """The file behind a checked header, read at once: float32 mono at SAMPLE_RATE."""
     try:
         data, rate = sf.read(str(info.path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as error:
@@ -159,8 +163,12 @@ def load_audio(path: str | Path, max_seconds: float | None = DEFAULT_MAX_SECONDS
     if data.shape[0] < MIN_SECONDS * rate:
         raise AudioError(f"{info.path}: holds {1000 * data.shape[0] / rate:.1f} ms of audio, too short for "
                          "a word; record or export it again")
-    mono = check_samples(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0], str(info.path))
-    return resample(mono, rate)
+    return resample(_mono(data, info.path), rate)
+
+
+def _mono(data: np.ndarray, path: Path) -> np.ndarray:
+    """Frames x channels as one checked channel (channels averaged)."""
+    return check_samples(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0], str(path))
 
 
 def audio_blocks(path: str | Path, block_seconds: float = STREAM_BLOCK_SECONDS,
@@ -174,7 +182,7 @@ def audio_blocks(path: str | Path, block_seconds: float = STREAM_BLOCK_SECONDS,
     """
     info = _checked_info(path, max_seconds)
     if info.duration <= block_seconds:
-        yield load_audio(path, max_seconds)
+        yield _read_whole(info)
         return
     import soxr
 
@@ -187,7 +195,7 @@ def audio_blocks(path: str | Path, block_seconds: float = STREAM_BLOCK_SECONDS,
                 data = handle.read(frames_per_block, dtype="float32", always_2d=True)
                 read += data.shape[0]
                 last = data.shape[0] < frames_per_block or read >= info.frames
-                mono = check_samples(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0], str(info.path))
+                mono = _mono(data, info.path)
                 out = mono if info.sample_rate == SAMPLE_RATE else stream.resample_chunk(mono, last=last)
                 if len(out):
                     yield np.ascontiguousarray(out, dtype=np.float32)

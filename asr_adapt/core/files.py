@@ -61,9 +61,11 @@ def save_figure_atomic(figure: Any, path: str | Path) -> Path:
     return path
 
 
-def _file_above(path: Path) -> Path | None:
-    """The first of ``path``'s parents that exists and is not a folder, if any."""
-    return next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+def file_in_the_way(folder: str | Path) -> Path | None:
+    """``folder`` itself or the first of its parents that exists and is not a folder (so the
+    folder can never be created there), or None when nothing is in the way."""
+    folder = Path(folder)
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
 
 
 def check_output_folder(path: str | Path, flag: str = "--output-dir") -> Path:
@@ -72,11 +74,11 @@ def check_output_folder(path: str | Path, flag: str = "--output-dir") -> Path:
     from asr_adapt.core.errors import OptionsError
 
     path = Path(path)
-    if path.exists() and not path.is_dir():
+    blocked = file_in_the_way(path)
+    if blocked == path:
         raise OptionsError(f"{flag} {path} is a file, not a folder; give a folder")
-    above = _file_above(path)
-    if above is not None:
-        raise OptionsError(f"{flag} {path}: {above} is a file, not a folder; give a folder")
+    if blocked is not None:
+        raise OptionsError(f"{flag} {path}: {blocked} is a file, not a folder; give a folder")
     return path
 
 
@@ -90,7 +92,7 @@ def check_output_file(path: str | Path, flag: str = "--output") -> Path:
         raise OptionsError(f"{flag} {path} is a directory; give a file name")
     if path.exists() and not path.is_file():
         raise OptionsError(f"{flag} {path} is not a regular file (a pipe or a device); give a file path")
-    above = _file_above(path)
+    above = file_in_the_way(path.parent)
     if above is not None:
         raise OptionsError(f"{flag} {path}: {above} is a file, not a folder; give another path")
     return path

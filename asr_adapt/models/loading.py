@@ -28,6 +28,7 @@ from asr_adapt.models.whisper.convert import (
 )
 from asr_adapt.core.device import Placement, resolve_device
 from asr_adapt.core.errors import ModelError
+from asr_adapt.core.files import file_in_the_way
 from asr_adapt.models.base import LoadedModel
 from asr_adapt.models.bundled import ALIASES, BUNDLED, DEFAULT_MODEL, BundledModel
 from asr_adapt.models.registry import backend_for_config
@@ -49,12 +50,10 @@ def cache_dir() -> Path:
 
         folder = Path(user_cache_dir("asr-adapt"))
         where = f"the cache folder {folder}"
-    blocked = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    blocked = file_in_the_way(folder)
     if blocked is not None:
         raise ModelError(f"{where}: {blocked} is a file, not a folder; point ASR_ADAPT_CACHE at a writable folder")
     return folder
-
-
 
 
 def resolve_model(name: str | None = None, device: str = "auto", dtype: str = "auto") -> LoadedModel:
@@ -116,12 +115,7 @@ def bundled_weights_sha256(bundled: BundledModel) -> str:
     stamp = _read_stamp(cache_dir() / "models" / bundled.name)
     if stamp and stamp.get("fingerprint") == _fingerprint(files) and stamp.get("sha256"):
         return stamp["sha256"]
-    digest = hashlib.sha256()
-    for part in (f for f in files if f.name.startswith("model.bin")):
-        with open(part, "rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()
+    return _sha256(*(f for f in files if f.name.startswith("model.bin")))
 
 
 def _join_parts(parts: list[Path], destination: Path) -> str:
@@ -147,11 +141,13 @@ def _read_stamp(folder: Path) -> dict | None:
         return None
 
 
-def _sha256(path: Path) -> str:
+def _sha256(*paths: Path) -> str:
+    """The sha256 of the files' bytes, one after another (a model.bin split in parts)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
+    for path in paths:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from asr_adapt.profiles.info import ProfileError
 from asr_adapt.profiles.personal import load_profile_model
 from asr_adapt.profiles.profile import Profile
-from asr_adapt.profiles.store import oserror_text, random_tag, remove_path
+from asr_adapt.profiles.store import install, oserror_text, random_tag, remove_path
 
 #: What ``profiles export --format`` writes besides the archive.
 FORMATS = ("merged", "ct2", "peft", "vllm")
@@ -68,19 +68,14 @@ def export_for_runtime(name: str, output: str | Path, fmt: str, force: bool = Fa
 
 
 def _build_in_place(output: Path, write: Callable[[Path], None], force: bool) -> Path:
-    """Fill a hidden sibling of ``output`` with ``write``, then rename it into place."""
+    """Fill a hidden sibling of ``output`` with ``write``, then move it into place as a
+    profile is installed (with ``force``, swapped with the old folder, which is deleted)."""
     staging = output.parent / f".{output.name}.export-{os.getpid()}-{random_tag()}"
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
         write(staging)
-        if output.exists() and force:
-            aside = output.parent / f".{output.name}.old-{os.getpid()}-{random_tag()}"
-            os.rename(output, aside)
-            os.rename(staging, output)
-            remove_path(aside)
-        else:
-            os.rename(staging, output)
+        install(staging, output, force)
     except OSError as error:
         raise ProfileError(f"exporting to {output} failed ({oserror_text(error)}); nothing was written "
                            "there") from error

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from asr_adapt.core.errors import AsrAdaptError
+from asr_adapt.core.files import file_in_the_way
 
 #: The ``format_version`` this module writes, and the only one it reads.
 FORMAT_VERSION = 1
@@ -48,7 +49,7 @@ def profiles_root() -> Path:
     override = os.environ.get("ASR_ADAPT_HOME")
     if override:
         home = Path(os.path.abspath(os.path.expanduser(override)))
-        blocked = next((p for p in (home, *home.parents) if p.exists() and not p.is_dir()), None)
+        blocked = file_in_the_way(home)
         if blocked is not None:
             raise ProfileError(f"ASR_ADAPT_HOME={override}: {blocked} is a file, not a folder; "
                                "point ASR_ADAPT_HOME at a writable folder")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from asr_adapt.audio.io import MAX_TAKE_SAMPLES, MIN_TAKE_SAMPLES, SAMPLE_RATE
+from asr_adapt.audio.io import MAX_TAKE_SAMPLES, MIN_TAKE_SAMPLES, SAMPLE_RATE, audio_info
 from asr_adapt.core.errors import AudioError
 from asr_adapt.data.manifest import Utterance, read_manifest
 from asr_adapt.profiles.info import MAX_NAME_LENGTH, NAME_RULE, ProfileError, is_safe_name
@@ -58,17 +58,20 @@ def check_take_seconds(seconds: float, where: str) -> None:
                          f"({MAX_TAKE_SAMPLES // SAMPLE_RATE} s, Whisper's window); split it into sentences")
 
 
+def _check_transcript_length(text: str, where: str) -> None:
+    if len(text) > MAX_TRANSCRIPT_CHARS:
+        raise ProfileError(f"{where}: a transcript of {len(text)} characters is not one take's "
+                           f"(at most {MAX_TRANSCRIPT_CHARS}); check that it belongs to this audio")
+
+
 def check_enrollment_files(utterances: list[Utterance]) -> None:
     """Refuse, from the headers and transcripts alone, takes that cannot be enrolled: before
     a model loads or a profile is created (the audio itself is checked as it is copied)."""
-    from asr_adapt.audio.io import audio_info
-
     for utterance in utterances:
         where = str(utterance.audio)
         check_take_seconds(audio_info(utterance.audio).duration, where)
-        if utterance.text is not None and len(utterance.text) > MAX_TRANSCRIPT_CHARS:
-            raise ProfileError(f"{where}: a transcript of {len(utterance.text)} characters is not one take's "
-                               f"(at most {MAX_TRANSCRIPT_CHARS}); check that it belongs to this audio")
+        if utterance.text is not None:
+            _check_transcript_length(utterance.text, where)
 
 
 def check_enrollment_take(audio: Any, text: Any, where: str, require_text: bool = True) -> np.ndarray:
@@ -81,9 +84,7 @@ def check_enrollment_take(audio: Any, text: Any, where: str, require_text: bool 
         return audio
     if not isinstance(text, str) or not text.strip():
         raise ProfileError(f"{where}: an enrollment utterance needs its transcript; the text is empty")
-    if len(text) > MAX_TRANSCRIPT_CHARS:
-        raise ProfileError(f"{where}: a transcript of {len(text)} characters is not one take's "
-                           f"(at most {MAX_TRANSCRIPT_CHARS}); check that it belongs to this audio")
+    _check_transcript_length(text, where)
     return audio
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fake_profiles import fake_adapter, tiny_en_sha
+from fake_profiles import add_member, fake_adapter, tiny_en_sha, write_archive
 from asr_adapt.profiles import adapters, store
 from asr_adapt.core.errors import AsrAdaptError
 from asr_adapt.data.manifest import Utterance
@@ -585,14 +584,6 @@ def test_import_refuses_an_existing_name_unless_forced(trained, tmp_path):
     assert leftovers(profiles_root()) == []
 
 
-def add_bytes(tar: tarfile.TarFile, name: str, data: bytes = b"", **fields) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    for key, value in fields.items():
-        setattr(info, key, value)
-    tar.addfile(info, io.BytesIO(data) if data else None)
-
-
 def lora_files(folder: str, peft_type: str = "LORA") -> dict[str, bytes]:
     from safetensors.numpy import save
 
@@ -607,15 +598,6 @@ def profile_json(adapter: str | None = "adapters/v1") -> bytes:
                        "adapter": adapter}).encode()
 
 
-def write_archive(path: Path, files: dict[str, bytes], extra=None) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in files.items():
-            add_bytes(tar, name, data)
-        if extra:
-            extra(tar)
-    return path
-
-
 def good_files(top: str = "x") -> dict[str, bytes]:
     return {f"{top}/profile.json": profile_json(), **lora_files(f"{top}/adapters/v1")}
 
@@ -626,20 +608,20 @@ def test_a_hand_made_archive_is_accepted(home, tmp_path):
 
 
 def _symlink(tar):
-    add_bytes(tar, "x/link", type=tarfile.SYMTYPE, linkname="/etc/passwd")
+    add_member(tar, "x/link", type=tarfile.SYMTYPE, linkname="/etc/passwd")
 
 
 def _hardlink(tar):
-    add_bytes(tar, "x/hard", type=tarfile.LNKTYPE, linkname="x/profile.json")
+    add_member(tar, "x/hard", type=tarfile.LNKTYPE, linkname="x/profile.json")
 
 
 def _device(tar):
-    add_bytes(tar, "x/dev", type=tarfile.CHRTYPE, devmajor=1, devminor=3)
+    add_member(tar, "x/dev", type=tarfile.CHRTYPE, devmajor=1, devminor=3)
 
 
 @pytest.mark.parametrize("files, extra, problem", [
-    (good_files(), lambda tar: add_bytes(tar, "x/../../evil", b"x"), "leaves the archive"),
-    (good_files(), lambda tar: add_bytes(tar, "/tmp/evil", b"x"), "absolute path"),
+    (good_files(), lambda tar: add_member(tar, "x/../../evil", b"x"), "leaves the archive"),
+    (good_files(), lambda tar: add_member(tar, "/tmp/evil", b"x"), "absolute path"),
     (good_files(), _symlink, "is a link"),
     (good_files(), _hardlink, "is a link"),
     (good_files(), _device, "device or special file"),
@@ -680,7 +662,7 @@ def test_import_refuses_what_is_not_a_tar_gz(home, tmp_path, content):
 def test_import_refuses_an_uncompressed_tar(home, tmp_path):
     archive = tmp_path / "x.tar"
     with tarfile.open(archive, "w") as tar:
-        add_bytes(tar, "x/profile.json", profile_json(None))
+        add_member(tar, "x/profile.json", profile_json(None))
     with pytest.raises(ProfileError, match="not a readable .tar.gz"):
         import_profile(archive)
 

@@ -5,14 +5,13 @@ line before anything is written, and an existing profile of that name stays as i
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import tarfile
 
 import numpy as np
 import pytest
 
-from fake_profiles import tiny_en_sha
+from fake_profiles import add_member, tiny_en_sha, write_archive
 from hostile import assert_refused, run_cli, store_state
 
 LORA = "base_model.model.model.encoder.layers.0.self_attn.q_proj.lora_A.weight"
@@ -37,23 +36,6 @@ def good_members(top="carol", **info) -> dict[str, bytes]:
             f"{top}/adapters/v1/adapter_model.safetensors": safetensors_bytes({LORA: np.ones((2, 4), np.float32)})}
 
 
-def add(tar, name, data=b"", **fields):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    for key, value in fields.items():
-        setattr(info, key, value)
-    tar.addfile(info, io.BytesIO(data) if data else None)
-
-
-def archive_of(path, members: dict[str, bytes], extra=None):
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            add(tar, name, data)
-        if extra:
-            extra(tar)
-    return path
-
-
 def written(data: bytes):
     def make(path):
         path.write_bytes(data)
@@ -62,7 +44,7 @@ def written(data: bytes):
 
 
 def truncated(path):
-    data = archive_of(path, good_members()).read_bytes()
+    data = write_archive(path, good_members()).read_bytes()
     path.write_bytes(data[:200])
     return path
 
@@ -78,40 +60,40 @@ def header_only_bomb(path):
 
 def many_members(tar):
     for index in range(10_001):
-        add(tar, f"carol/enrollment/{index:05d}.flac")
+        add_member(tar, f"carol/enrollment/{index:05d}.flac")
 
 
 def replace_member(name, data):
     def make(path):
-        return archive_of(path, {**good_members(), name: data})
+        return write_archive(path, {**good_members(), name: data})
     return make
 
 
 CASES = {
-    "dotdot_member": (lambda p: archive_of(p, good_members(), lambda t: add(t, "carol/../../evil", b"x")),
+    "dotdot_member": (lambda p: write_archive(p, good_members(), lambda t: add_member(t, "carol/../../evil", b"x")),
                       "leaves the archive"),
-    "absolute_member": (lambda p: archive_of(p, good_members(), lambda t: add(t, "/tmp/evil", b"x")), "absolute path"),
-    "symlink_out": (lambda p: archive_of(p, good_members(), lambda t: add(
+    "absolute_member": (lambda p: write_archive(p, good_members(), lambda t: add_member(t, "/tmp/evil", b"x")), "absolute path"),
+    "symlink_out": (lambda p: write_archive(p, good_members(), lambda t: add_member(
         t, "carol/enrollment/0001.flac", type=tarfile.SYMTYPE, linkname="/etc/passwd")), "is a link"),
-    "hardlink_out": (lambda p: archive_of(p, good_members(), lambda t: add(
+    "hardlink_out": (lambda p: write_archive(p, good_members(), lambda t: add_member(
         t, "carol/enrollment/0001.flac", type=tarfile.LNKTYPE, linkname="/etc/passwd")), "is a link"),
-    "device": (lambda p: archive_of(p, good_members(), lambda t: add(
+    "device": (lambda p: write_archive(p, good_members(), lambda t: add_member(
         t, "carol/enrollment/0001.flac", type=tarfile.CHRTYPE, devmajor=1, devminor=3)), "device or special"),
-    "many_members": (lambda p: archive_of(p, good_members(), many_members), "more than 10,000 members"),
+    "many_members": (lambda p: write_archive(p, good_members(), many_members), "more than 10,000 members"),
     "huge_declared_size": (header_only_bomb, "more than 1 GiB"),
-    "deep_nesting": (lambda p: archive_of(p, good_members(), lambda t: add(t, "carol/" + "d/" * 200 + "f", b"x")),
+    "deep_nesting": (lambda p: write_archive(p, good_members(), lambda t: add_member(t, "carol/" + "d/" * 200 + "f", b"x")),
                      "nested too deeply"),
-    "long_member_name": (lambda p: archive_of(p, good_members(), lambda t: add(t, "carol/" + "n" * 5000, b"x")),
+    "long_member_name": (lambda p: write_archive(p, good_members(), lambda t: add_member(t, "carol/" + "n" * 5000, b"x")),
                          "named too long"),
     "garbage_not_gzip": (written(b"\x1f\x8b\x08" + bytes(range(256)) * 10), "not a readable"),
     "plain_text": (written(b"hello"), "not a readable"),
     "truncated_gzip": (truncated, "not a readable|profile.json|lacks"),
-    "empty_archive": (lambda p: archive_of(p, {}), "expected one top-level folder, found 0"),
-    "stray_script": (lambda p: archive_of(p, {**good_members(), "carol/run.py": b"import os"}),
+    "empty_archive": (lambda p: write_archive(p, {}), "expected one top-level folder, found 0"),
+    "stray_script": (lambda p: write_archive(p, {**good_members(), "carol/run.py": b"import os"}),
                      "not part of a profile"),
     "pickle_beside_adapter": (replace_member("carol/adapters/v1/adapter_model.bin", b"\x80\x04cos\nsystem\n."),
                               "not part of a profile"),
-    "pickle_instead_of_adapter": (lambda p: archive_of(p, {
+    "pickle_instead_of_adapter": (lambda p: write_archive(p, {
         k if not k.endswith(".safetensors") else k.replace("adapter_model.safetensors", "adapter_model.bin"):
         v for k, v in good_members().items()}), "not part of a profile"),
     "garbage_safetensors": (replace_member("carol/adapters/v1/adapter_model.safetensors", b"\x00" * 64),
@@ -131,11 +113,11 @@ CASES = {
     "garbage_profile_json": (replace_member("carol/profile.json", b"\xff\xfe{"), "not valid JSON"),
     "nested_profile_json": (replace_member("carol/profile.json", b"[" * 100_000), "nested too deeply|not valid"),
     "huge_profile_json": (replace_member("carol/profile.json", b" " * (2 << 20) + b"{}"), "larger than 1 MiB"),
-    "hub_base_model": (lambda p: archive_of(p, good_members(base_model="attacker/model", sha=None)),
+    "hub_base_model": (lambda p: write_archive(p, good_members(base_model="attacker/model", sha=None)),
                        "not a model bundled.*--allow-model"),
-    "path_base_model": (lambda p: archive_of(p, good_members(base_model="/tmp/evil-model", sha=None)),
+    "path_base_model": (lambda p: write_archive(p, good_members(base_model="/tmp/evil-model", sha=None)),
                         "not a model bundled.*--allow-model"),
-    "other_weights": (lambda p: archive_of(p, good_members(sha="0" * 64)), "other weights of whisper-tiny.en"),
+    "other_weights": (lambda p: write_archive(p, good_members(sha="0" * 64)), "other weights of whisper-tiny.en"),
     "manifest_points_out": (replace_member("carol/enrollment/manifest.jsonl",
                                            b'{"id": "a", "audio": "/etc/hostname", "text": "x"}\n'), "enrollment"),
 }
@@ -157,10 +139,10 @@ def test_forced_import_of_a_hostile_archive_keeps_the_existing_profile(capsys, s
 
 
 def test_a_good_archive_is_accepted_and_a_foreign_model_only_when_allowed(capsys, store, tmp_path):
-    good = archive_of(tmp_path / "good.tar.gz", good_members())
+    good = write_archive(tmp_path / "good.tar.gz", good_members())
     code, _, err = run_cli(capsys, "profiles", "import", good)
     assert code == 0, err
-    foreign = archive_of(tmp_path / "foreign.tar.gz", good_members("dave", base_model="/srv/models/mine", sha=None))
+    foreign = write_archive(tmp_path / "foreign.tar.gz", good_members("dave", base_model="/srv/models/mine", sha=None))
     assert_refused(capsys, store, ["profiles", "import", foreign], "--allow-model")
     before = store_state(store)
     code, _, err = run_cli(capsys, "profiles", "import", foreign, "--allow-model")
