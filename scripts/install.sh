@@ -11,5 +11,5 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "${TORCH_SPEC:-torch==2.13.0}"
-.venv/bin/python -m pip install --quiet -e ".[test,base]" "$@"
+.venv/bin/python -m pip install --quiet -e ".[test,base,serve,ray]" "$@"
 echo "installed: $(.venv/bin/asr-adapt --version) in $(pwd)/.venv"
