@@ -15,11 +15,22 @@ from asr_adapt.core.errors import AsrAdaptError
 #: Sub-command modules, in the order ``--help`` lists them. Each defines
 #: ``register(subparsers)`` and a ``run(args) -> int`` set as the parser's default.
 COMMANDS = ("demo_cmd", "enroll_cmd", "adapt_cmd", "transcribe", "live_cmd", "eval_cmd", "compare_cmd", "profiles_cmd",
-            "manifest_cmd", "models_cmd")
+            "manifest_cmd", "models_cmd", "serve_cmd")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad flag or value reported as every other user error is: one line, exit 2
+    (argparse's own usage block names every flag of the command; ``--help`` still shows it).
+    Sub-command parsers are of the same class."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("asr-adapt").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"asr-adapt: error: {where}{message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="asr-adapt",
         description="Personalized speech recognition: adapt Whisper to one voice with LoRA.",
     )

@@ -1,4 +1,4 @@
-"""Writing transcripts as plain text, JSON or SubRip subtitles."""
+"""Writing transcripts as plain text, JSON, SubRip or WebVTT subtitles."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ if TYPE_CHECKING:  # annotations only: the transcriber module loads torch
 OUTPUT_FORMATS = ("txt", "json", "srt")
 
 
-def srt_time(seconds: float) -> str:
-    """``HH:MM:SS,mmm`` as SubRip wants it."""
+def srt_time(seconds: float, separator: str = ",") -> str:
+    """``HH:MM:SS,mmm`` as SubRip wants it (WebVTT: ``.`` before the milliseconds)."""
     millis = int(round(seconds * 1000))
     hours, millis = divmod(millis, 3_600_000)
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
 def to_srt(transcript: Transcript) -> str:
@@ -26,6 +26,12 @@ def to_srt(transcript: Transcript) -> str:
     blocks = [f"{n}\n{srt_time(s.start)} --> {srt_time(s.end)}\n{s.text}\n"
               for n, s in enumerate(transcript.segments, start=1)]
     return "\n".join(blocks)
+
+
+def to_vtt(transcript: Transcript) -> str:
+    """A WebVTT document: the header, then one cue per segment."""
+    cues = [f"{srt_time(s.start, '.')} --> {srt_time(s.end, '.')}\n{s.text}\n" for s in transcript.segments]
+    return "WEBVTT\n\n" + "\n".join(cues)
 
 
 def render(transcripts: Sequence[Transcript], fmt: str) -> str:
