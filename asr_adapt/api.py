@@ -29,17 +29,19 @@ from asr_adapt.models.options import TranscribeOptions
 from asr_adapt.models.transcriber import Transcriber, Transcript
 from asr_adapt.profiles import adaptation
 from asr_adapt.profiles.adaptation import AdaptReport
-from asr_adapt.profiles.personal import check_adapter_scale, load_profile_model, require_adapter
+from asr_adapt.profiles.engines import load_profile_on
+from asr_adapt.profiles.personal import check_adapter_scale, require_adapter
 from asr_adapt.profiles.from_recordings import create_profile, load_enrollment
 from asr_adapt.profiles.profile import Profile
 from asr_adapt.profiles.stacking import use_base_profile
 from asr_adapt.report.compare import Comparison
 from asr_adapt.report.profile_compare import compare_profile
 
-def load_model(name: str | None = None, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+def load_model(name: str | None = None, device: str = "auto", dtype: str = "auto", engine: str | None = None) -> LoadedModel:
     """Load a model: a bundled name (default ``whisper-tiny.en``, offline), a local
-    transformers or CTranslate2 folder, or a hub id (needs a network the first time)."""
-    return resolve_model(name, device=device, dtype=dtype)
+    transformers or CTranslate2 folder, or a hub id (needs a network the first time).
+    ``engine``: "torch" (decodes and trains) or "ct2" (CTranslate2, Whisper, decoding only)."""
+    return resolve_model(name, device=device, dtype=dtype, engine=engine)
 
 
 def open_profile(name: str) -> Profile:
@@ -82,27 +84,28 @@ def adapt_profile(profile: Profile | str, lora: LoraSettings | None = None, opti
 
 def transcribe(audio: Sequence[str | Path], profile: Profile | str | None = None, model: str | None = None,
                options: TranscribeOptions | None = None, device: str = "auto",
-               adapter_scale: float | None = None) -> list[Transcript]:
+               adapter_scale: float | None = None, engine: str | None = None) -> list[Transcript]:
     """Transcribe audio files, with a profile's adapter (its deltas times ``adapter_scale``,
-    default 1) or with a plain ``model``."""
+    default 1) or with a plain ``model``, on ``engine`` ("torch" or "ct2")."""
     if profile is not None:
         name = profile.name if isinstance(profile, Profile) else profile
-        loaded, _ = load_profile_model(name, model=model, device=device, adapter_scale=adapter_scale)
+        loaded, _ = load_profile_on(name, engine=engine, model=model, device=device, adapter_scale=adapter_scale)
     else:
-        loaded = resolve_model(model, device=device)
+        loaded = resolve_model(model, device=device, engine=engine)
     return list(Transcriber(loaded, options).transcribe_files(audio))
 
 
 def compare(profile: Profile | str, test: str | Path | Sequence[Utterance],
             options: TranscribeOptions | None = None, device: str = "auto",
-            adapter_scale: float | None = None) -> Comparison:
+            adapter_scale: float | None = None, engine: str | None = None) -> Comparison:
     """WER of the profile's base model and of its adapter on held-out ``test`` utterances
-    (a folder, manifest or Kaldi dir with transcripts, or Utterance objects)."""
+    (a folder, manifest or Kaldi dir with transcripts, or Utterance objects), on ``engine``."""
     check_adapter_scale(adapter_scale)
     name = profile.name if isinstance(profile, Profile) else profile
     require_adapter(Profile.open(name))  # never adapted: refused before the model loads
     utterances = load_any(test, require_text=True) if isinstance(test, (str, Path)) else list(test)
-    return compare_profile(name, utterances, options=options, device=device, adapter_scale=adapter_scale)
+    return compare_profile(name, utterances, options=options, device=device, adapter_scale=adapter_scale,
+                           engine=engine)
 
 
 __all__ = [

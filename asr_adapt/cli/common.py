@@ -9,10 +9,12 @@ from pathlib import Path
 from asr_adapt.audio.io import DEFAULT_MAX_SECONDS
 from asr_adapt.core.device import DEVICE_CHOICES
 from asr_adapt.models.bundled import DEFAULT_MODEL
+from asr_adapt.models.engines import DEFAULT_ENGINE, ENGINES
 from asr_adapt.models.options import TranscribeOptions
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, engine: bool = False) -> None:
+    """--model/--device/--dtype, and --engine for commands that only decode (``engine``)."""
     group = parser.add_argument_group("model")
     group.add_argument("--model", default=DEFAULT_MODEL,
                        help="bundled name (whisper-tiny.en, whisper-base), a transformers folder (Whisper "
@@ -21,7 +23,25 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", metavar="|".join(DEVICE_CHOICES),
                        help="where to run: auto picks CUDA when present (default: auto)")
     group.add_argument("--dtype", default="auto",
-                       help="auto (bfloat16/float16 on GPU, float32 on CPU), float32, float16, bfloat16")
+                       help="auto (bfloat16/float16 on GPU, float32 on CPU), float32, float16, bfloat16; with "
+                            "--engine ct2: auto (int8 on CPU, float16 on GPU), int8, float32, float16, bfloat16")
+    if engine:
+        add_engine_argument(group)
+
+
+def add_engine_argument(parser) -> None:
+    """``--engine torch|ct2`` (a parser or an argument group)."""
+    parser.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                        help="what decodes: torch (transformers; the engine that trains) or ct2 (CTranslate2, "
+                             "Whisper only: the model or profile converted once and cached, int8 on CPU; "
+                             f"see docs/engines.md) (default: {DEFAULT_ENGINE})")
+
+
+def check_placement(args: argparse.Namespace):
+    """--engine/--device/--dtype checked before anything slow (DeviceError, one line)."""
+    from asr_adapt.models.engines import resolve_placement
+
+    return resolve_placement(getattr(args, "engine", None), args.device, getattr(args, "dtype", "auto"))
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +75,7 @@ def load_model(args: argparse.Namespace):
     """Resolve --model/--device/--dtype (import deferred: torch is slow to import)."""
     from asr_adapt.models.loading import resolve_model
 
-    return resolve_model(args.model, device=args.device, dtype=args.dtype)
+    return resolve_model(args.model, device=args.device, dtype=args.dtype, engine=getattr(args, "engine", None))
 
 
 def add_profile_argument(parser: argparse.ArgumentParser) -> None:
@@ -82,11 +102,11 @@ def say_if_base_model(profile) -> None:
 def load_model_or_profile(args: argparse.Namespace):
     """--profile NAME (its base model + adapter) or plain --model."""
     if getattr(args, "profile", None) is not None:  # --profile "" is a bad name, not "no profile"
-        from asr_adapt.profiles.personal import load_profile_model
+        from asr_adapt.profiles.engines import load_profile_on
 
         model = args.model if args.model != DEFAULT_MODEL else None
-        loaded, profile = load_profile_model(args.profile, model=model, device=args.device, dtype=args.dtype,
-                                             adapter_scale=args.adapter_scale)
+        loaded, profile = load_profile_on(args.profile, engine=getattr(args, "engine", None), model=model, device=args.device,
+                                          dtype=args.dtype, adapter_scale=args.adapter_scale)
         say_if_base_model(profile)
         return loaded
     return load_model(args)

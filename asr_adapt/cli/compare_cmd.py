@@ -7,10 +7,12 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from asr_adapt.core.device import DEVICE_CHOICES, resolve_device
+from asr_adapt.core.device import DEVICE_CHOICES
 from asr_adapt.core.files import check_output_folder
 
-from asr_adapt.cli.common import add_adapter_scale_argument, add_decoding_arguments, decoding_options
+from asr_adapt.cli.common import (
+    add_adapter_scale_argument, add_decoding_arguments, add_engine_argument, check_placement, decoding_options,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="regressions and fixes listed in the markdown (default: 10)")
     parser.add_argument("--device", default="auto", metavar="|".join(DEVICE_CHOICES),
                         help="where to run: auto picks CUDA when present (default: auto)")
+    add_engine_argument(parser)
     add_decoding_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = datetime.now(timezone.utc)
     options = decoding_options(args)
-    resolve_device(args.device)
+    check_placement(args)
     # Every cheap check before the model loads: profile, adapter, manifest with text.
     check_adapter_scale(args.adapter_scale)
     if args.output_dir is not None:
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if notice:
         print(notice, file=sys.stderr)
     comparison = compare_profile(profile.name, utterances, options, device=args.device, adapter_scale=args.adapter_scale,
-                                 progress=sys.stderr.isatty(),
+                                 progress=sys.stderr.isatty(), engine=args.engine,
                                  meta={"manifest": str(args.manifest)})
     output = args.output_dir or _default_output(profile.reports_dir, started)
     written = save_comparison(comparison, output, max_rows=args.rows)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from asr_adapt.core.device import resolve_device
 from asr_adapt.core.files import check_output_folder
 
 from asr_adapt.cli.common import (
-    add_decoding_arguments, add_model_arguments, add_profile_argument, decoding_options, load_model_or_profile,
+    add_decoding_arguments, add_model_arguments, add_profile_argument, check_placement, decoding_options,
+    load_model_or_profile,
 )
 
 
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     parser.add_argument("--output-dir", "-o", type=Path, help="write report.json and report.md here")
     parser.add_argument("--format", choices=("md", "json"), default="md", help="what to print (default: md)")
     parser.add_argument("--rows", type=int, default=20, help="utterances listed in the markdown (default: 20)")
-    add_model_arguments(parser)
+    add_model_arguments(parser, engine=True)
     add_profile_argument(parser)
     add_decoding_arguments(parser)
     parser.set_defaults(run=run)
@@ -34,7 +34,7 @@ def run(args) -> int:
     from asr_adapt.data.importers import load_any
 
     options = decoding_options(args)
-    resolve_device(args.device, args.dtype)
+    check_placement(args)
     if args.output_dir is not None:  # a bad folder is named before the decoding, not after it
         check_output_folder(args.output_dir)
     utterances = load_any(args.manifest)  # validated (audio present, text present) before loading the model

@@ -9,7 +9,9 @@ import signal
 import sys
 from pathlib import Path
 
-from asr_adapt.cli.common import add_adapter_scale_argument, add_model_arguments, print_input_devices, say_if_base_model
+from asr_adapt.cli.common import (
+    add_adapter_scale_argument, add_model_arguments, check_placement, print_input_devices, say_if_base_model,
+)
 
 NO_MICROPHONE_LIVE = ("no microphone found; plug one in (see --list-devices), or transcribe a "
                       "recording with --replay FILE")
@@ -58,14 +60,13 @@ def register(subparsers) -> None:
                              "halves), full for one voice's encoder-only adapters and for adapters that "
                              f"saw 30 s windows (default: {DEFAULT_ENCODER_WINDOW})")
     stream.add_argument("--threads", type=int, default=0,
-                        help="CPU threads for the model (default: 0 = PyTorch's choice)")
-    add_model_arguments(parser)
+                        help="CPU threads for the model (default: 0 = the engine's choice)")
+    add_model_arguments(parser, engine=True)
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from asr_adapt.audio.io import audio_info, load_audio
-    from asr_adapt.core.device import resolve_device
     from asr_adapt.core.errors import AudioError, OptionsError
     from asr_adapt.decode.live import LiveOptions
     from asr_adapt.decode.streaming import StreamingOptions
@@ -76,7 +77,7 @@ def run(args) -> int:
     options = StreamingOptions(hop_seconds=args.hop, pause_seconds=args.pause, use_prompt=args.prompt,
                                force_committed=args.force_committed, cut_pause_seconds=min(0.15, args.pause))
     live_options = LiveOptions()
-    placement = resolve_device(args.device, args.dtype)  # a bad device fails before anything loads
+    placement = check_placement(args)  # a bad engine or device fails before anything loads
     if args.threads < 0:
         raise OptionsError(f"--threads must be 0 or more, got {args.threads}")
     args.encoder_window = check_encoder_window(args.encoder_window)
@@ -98,17 +99,13 @@ def run(args) -> int:
         device = _resolve_microphone(args.input_device)
 
     from asr_adapt.models.loading import resolve_model
-    from asr_adapt.profiles.personal import AdapterSwitcher
+    from asr_adapt.profiles.engines import switcher_for
 
-    if placement.device.type == "cpu" and args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     base = profile.info.base_model if profile is not None else args.model
     print(f"loading {base} on {placement}{' with profile ' + repr(profile.name) if profile else ''} ...",
           file=sys.stderr, flush=True)
-    loaded = resolve_model(base, device=args.device, dtype=args.dtype)
-    switcher = AdapterSwitcher(loaded)
+    loaded = resolve_model(base, device=args.device, dtype=args.dtype, engine=args.engine, threads=args.threads)
+    switcher = switcher_for(loaded)
     if profile is not None:
         switcher.use(profile.name, args.adapter_scale)
     return _session(args, loaded, switcher, profile, options, live_options, replay, device, output)

@@ -6,13 +6,13 @@ import sys
 from pathlib import Path
 
 from asr_adapt.audio.io import audio_info
-from asr_adapt.core.device import resolve_device
 from asr_adapt.core.errors import AudioError, OptionsError
 from asr_adapt.core.files import check_output_folder, write_text_atomic
 from asr_adapt.decode.formats import OUTPUT_FORMATS, render
 
 from asr_adapt.cli.common import (
-    add_decoding_arguments, add_model_arguments, add_profile_argument, decoding_options, load_model_or_profile,
+    add_decoding_arguments, add_model_arguments, add_profile_argument, check_placement, decoding_options,
+    load_model_or_profile,
 )
 
 
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     parser.add_argument("--output", "-f", choices=OUTPUT_FORMATS, default="txt", help="output format (default: txt)")
     parser.add_argument("--output-dir", "-o", type=Path,
                         help="write one FILE_STEM.FORMAT per input here instead of printing")
-    add_model_arguments(parser)
+    add_model_arguments(parser, engine=True)
     add_profile_argument(parser)
     add_decoding_arguments(parser)
     parser.set_defaults(run=run)
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     options = decoding_options(args)
-    resolve_device(args.device, args.dtype)  # a bad device fails before any audio is read
+    check_placement(args)  # a bad engine, device or dtype fails before any audio is read
     # Check every input before loading the model, so a typo in the tenth file costs nothing.
     for path in args.files:
         info = audio_info(path)

@@ -46,6 +46,9 @@ class Backend(ABC):
     takes_prompt: bool = False
     #: Beam width when the user does not choose one (``TranscribeOptions.beam_size`` None).
     default_beam_size: int = 1
+    #: What runs the model: "torch" (transformers; also trains) or "ct2" (CTranslate2, decoding
+    #: only; :mod:`asr_adapt.models.engines`).
+    runtime: str = "torch"
 
     # ------------------------------------------------------------------ loading
     @abstractmethod

@@ -31,7 +31,10 @@ from asr_adapt.core.errors import ModelError
 from asr_adapt.core.files import file_in_the_way
 from asr_adapt.models.base import LoadedModel
 from asr_adapt.models.bundled import ALIASES, BUNDLED, DEFAULT_MODEL, BundledModel
-from asr_adapt.models.registry import backend_for_config
+from asr_adapt.models.engines import check_engine, ct2_refusal
+from asr_adapt.models.whisper.ct2_build import build_cached, convert_loaded, convert_transformers_folder, is_built
+from asr_adapt.models.whisper.ct2_decode import CT2_WHISPER
+from asr_adapt.models.whisper.ct2_runtime import CT2Placement, CT2WhisperModel, ct2_placement
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +59,25 @@ def cache_dir() -> Path:
     return folder
 
 
-def resolve_model(name: str | None = None, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load the model ``name`` (see the module docstring) onto ``device``.
+def resolve_model(name: str | Path | None = None, device: str = "auto", dtype: str = "auto", engine: str | None = None,
+                  threads: int = 0) -> LoadedModel:
+    """Load the model ``name`` (see the module docstring) onto ``device``, for ``engine``:
+    ``torch`` (transformers; decodes and trains) or ``ct2`` (CTranslate2, Whisper only: the
+    model converted once into the cache, then loaded int8 on the CPU, float16 on a GPU);
+    None: :data:`~asr_adapt.models.engines.DEFAULT_ENGINE`.
+    ``threads``: CPU threads (0: the engine's choice; torch's setting is process-wide).
 
     Raises :class:`ModelError` with a one-line message for an unknown name, an incomplete
     folder, or a hub id that cannot be reached.
     """
+    name = str(name or DEFAULT_MODEL).strip()
+    if check_engine(engine) == "ct2":
+        return _resolve_ct2(name, ct2_placement(device, dtype), threads)
     placement = resolve_device(device, dtype)  # fail on a bad device before any loading
-    name = (name or DEFAULT_MODEL).strip()
+    if threads and placement.device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(threads)
     canonical = ALIASES.get(name, name)
     if canonical in BUNDLED:
         folder, sha = prepare_bundled(BUNDLED[canonical])
@@ -189,6 +203,71 @@ def _load_hub(model_id: str, placement: Placement) -> LoadedModel:
         raise ModelError(f"{error}; {_OFFLINE_CHOICES}") from None
 
 
+def _resolve_ct2(name: str, placement: CT2Placement, threads: int) -> LoadedModel:
+    """The ct2 engine's model: a CTranslate2 folder as it is; any other Whisper model converted
+    once by CTranslate2's converter into the cache (``ct2/`` beside the converted bundled models)."""
+    canonical = ALIASES.get(name, name)
+    if canonical in BUNDLED:
+        bundled = BUNDLED[canonical]
+        sha = bundled_weights_sha256(bundled)
+        target = cache_dir() / "ct2" / f"{canonical}-{sha[:16]}"
+        if not is_built(target):
+            folder, sha = prepare_bundled(bundled)
+            log.info("converting %s for CTranslate2 into %s (once)", canonical, target)
+            build_cached(target, lambda new: convert_transformers_folder(folder, new),
+                         {"model": canonical, "weights_sha256": sha})
+        return load_ct2_folder(target, canonical, "bundled", placement, sha, threads)
+    path = Path(name).expanduser()
+    if path.is_dir() and is_ct2_whisper_dir(path):
+        return load_ct2_folder(path, name, "ct2", placement, None, threads)
+    if path.is_dir():
+        model_type = _model_type(path)
+        if model_type != "whisper":
+            raise ct2_refusal(f"'{name}'", model_type)
+        key = hashlib.sha1(json.dumps([str(path.resolve()), _fingerprint(sorted(
+            p for p in path.iterdir() if p.is_file()))]).encode()).hexdigest()[:12]
+        kind, target = "local", cache_dir() / "ct2" / f"local-{path.name}-{key}"
+    else:
+        kind, target = "hub", cache_dir() / "ct2" / f"hub-{name.replace('/', '--')}"
+    if not is_built(target):
+        source = resolve_model(name, device="cpu", dtype="float32")  # refuses unknown names, one line
+        if source.engine.name != "whisper":
+            raise ct2_refusal(f"'{name}'", source.backend)
+        log.info("converting %s for CTranslate2 into %s (once)", name, target)
+        build_cached(target, lambda new: convert_loaded(source, new), {"model": name, "path": source.path})
+    return load_ct2_folder(target, name, kind, placement, None, threads)
+
+
+def _model_type(folder: Path) -> str | None:
+    """``model_type`` of a transformers folder's config.json, read without transformers."""
+    try:
+        return json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        raise ModelError(f"{folder}: not a model folder (no readable config.json, and no model.bin for "
+                         "CTranslate2)") from None
+
+
+def load_ct2_folder(folder: str | Path, name: str, kind: str, placement: CT2Placement, sha: str | None = None,
+                    threads: int = 0) -> LoadedModel:
+    """A CTranslate2 Whisper folder loaded for the ct2 engine."""
+    model = CT2WhisperModel(folder, placement, threads=threads)
+    return LoadedModel(name=name, kind=kind, path=str(folder), model=model, processor=None, placement=placement,
+                       engine=CT2_WHISPER, weights_sha256=sha)
+
+
+def base_fingerprint(name: str) -> str:
+    """What identifies the weights of base model ``name`` cheaply (no hashing of big files
+    after the first time): a bundled model's weights sha256; a folder's files' sizes and times;
+    a hub id itself. A cached conversion keyed on it is rebuilt when the base changes."""
+    canonical = ALIASES.get(name, name)
+    if canonical in BUNDLED:
+        return bundled_weights_sha256(BUNDLED[canonical])
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return json.dumps([str(path.resolve()), _fingerprint(sorted(p for p in path.iterdir() if p.is_file()))])
+    return name
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """A quick connection test, so that offline users get an answer at once rather than
     after the hub client's minute of retries."""
@@ -210,6 +289,8 @@ def _load_transformers(path: str | Path, name: str, kind: str, placement: Placem
                        sha: str | None, local_files_only: bool = False) -> LoadedModel:
     """Load a transformers model + processor (Whisper or CTC) from a folder or hub id."""
     from transformers import AutoConfig
+
+    from asr_adapt.models.registry import backend_for_config  # the families' torch code: not for ct2 runs
 
     def attempt(what: str, load: Callable[[], Any]) -> Any:
         try:

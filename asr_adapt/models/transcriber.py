@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from asr_adapt.audio.io import SAMPLE_RATE, audio_blocks, is_silent, split_into_windows
 from asr_adapt.models.base import LoadedModel
@@ -57,7 +56,6 @@ class Transcriber:
     def model(self):
         return self.loaded.model
 
-    @torch.inference_mode()
     def transcribe_arrays(self, audios: Sequence[np.ndarray]) -> list[str]:
         """Transcribe pieces of at most 30 s each; silent pieces give empty text."""
         texts = [""] * len(audios)

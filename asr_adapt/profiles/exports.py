@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from asr_adapt.models.whisper.ct2_build import convert_transformers_folder, save_transformers_folder
 from asr_adapt.profiles.info import ProfileError
 from asr_adapt.profiles.personal import load_profile_model
 from asr_adapt.profiles.profile import Profile
@@ -28,8 +29,6 @@ FORMATS = ("merged", "ct2", "peft", "vllm")
 VLLM_LORA_LAYERS = frozenset({"q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"})
 #: CTranslate2 weight types an export may ask for.
 QUANTIZATIONS = ("int8", "int8_float32", "float16", "float32")
-#: Files faster-whisper reads beside a converted model.
-CT2_EXTRA_FILES = ("tokenizer.json", "preprocessor_config.json")
 
 
 def export_for_runtime(name: str, output: str | Path, fmt: str, force: bool = False,
@@ -52,12 +51,12 @@ def export_for_runtime(name: str, output: str | Path, fmt: str, force: bool = Fa
     if output.exists() and not output.is_dir():
         raise ProfileError(f"{output} is a file; give a folder to export into")
     profile = Profile.open(name)
-    if profile.adapter_dir is None:
-        raise ProfileError(f"profile '{name}' has no adapter to export; run: asr-adapt adapt {name}")
     if fmt in ("ct2", "vllm") and profile.info.backend != "whisper":
         runtime = "CTranslate2" if fmt == "ct2" else "vLLM's LoRA support"
         raise ProfileError(f"profile '{name}' is a {profile.info.backend} (CTC) profile; {runtime} takes Whisper "
                            "only: export it with --format merged or peft")
+    if profile.adapter_dir is None:
+        raise ProfileError(f"profile '{name}' has no adapter to export; run: asr-adapt adapt {name}")
     writers: dict[str, Callable[[Path], None]] = {
         "merged": lambda folder: _write_merged(profile, folder),
         "ct2": lambda folder: _write_ct2(profile, folder, quantization),
@@ -87,25 +86,18 @@ def _build_in_place(output: Path, write: Callable[[Path], None], force: bool) ->
 
 def _write_merged(profile: Profile, folder: Path) -> None:
     loaded, _ = load_profile_model(profile.name, device="cpu", dtype="float32", merge=True)
-    loaded.model.save_pretrained(str(folder), safe_serialization=True)
-    loaded.processor.save_pretrained(str(folder))
-    feature_extractor = getattr(loaded.processor, "feature_extractor", None)
-    if feature_extractor is not None:  # preprocessor_config.json, which faster-whisper and older readers look for
-        feature_extractor.save_pretrained(str(folder))
+    save_transformers_folder(loaded, folder)
     _write_card(profile, folder, "merged")
 
 
 def _write_ct2(profile: Profile, folder: Path, quantization: str) -> None:
-    from ctranslate2.converters import TransformersConverter
-
     merged = folder.parent / f"{folder.name}.merged"
     try:
         merged.mkdir()
         _write_merged(profile, merged)
         # The converter writes into a folder of its own making: the staging folder's child.
         target = folder / "model"
-        TransformersConverter(str(merged), copy_files=[f for f in CT2_EXTRA_FILES if (merged / f).is_file()],
-                              load_as_float16=quantization == "float16").convert(str(target), quantization=quantization)
+        convert_transformers_folder(merged, target, quantization)
         for entry in target.iterdir():
             os.rename(entry, folder / entry.name)
         target.rmdir()

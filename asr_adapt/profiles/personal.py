@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from safetensors import SafetensorError
 
-from asr_adapt.adapt.attach import shrink_adapter
 from asr_adapt.core.errors import OptionsError
 from asr_adapt.models.base import LoadedModel
 from asr_adapt.models.loading import resolve_model
@@ -57,14 +56,21 @@ def load_profile_model(name: str, model: str | None = None, device: str = "auto"
     check_adapter_scale(adapter_scale)
     profile = Profile.open(name)
     info = profile.info
-    if model is not None and model != info.base_model:
-        raise ProfileError(f"profile '{name}' was made on base model '{info.base_model}', not '{model}'; "
-                           f"drop --model or use --model {info.base_model}")
+    check_model_name(profile, model)
     require_adapter(profile)
     loaded = resolve_model(info.base_model, device=device, dtype=dtype)
     check_base_matches(profile, loaded)
     apply_adapter(loaded, profile, merge=merge, scale=adapter_scale)
     return loaded, profile
+
+
+def check_model_name(profile: Profile, model: str | None) -> None:
+    """``--model`` may repeat the profile's base model; any other is refused (an adapter fits
+    only the weights it was trained on)."""
+    base = profile.info.base_model
+    if model is not None and model != base:
+        raise ProfileError(f"profile '{profile.name}' was made on base model '{base}', not '{model}'; "
+                           f"drop --model or use --model {base}")
 
 
 #: Adapter scales accepted: 0 (the base model) to 2 (twice the deltas).
@@ -93,6 +99,8 @@ def apply_adapter(loaded: LoadedModel, profile: Profile, merge: bool = True, sca
         raise ProfileError(f"the adapter of profile '{profile.name}' cannot be loaded ({str(error).splitlines()[0][:160]}); "
                            "adapt it again") from None
     if scale is not None and scale != 1:
+        from asr_adapt.adapt.attach import shrink_adapter  # PEFT's torch code: not loaded for --engine ct2 runs
+
         shrink_adapter(peft_model, scale)
         loaded.info["adapter_scale"] = scale
     loaded.model = peft_model.merge_and_unload() if merge else peft_model
@@ -185,6 +193,8 @@ class AdapterSwitcher:
             if base is not None and path not in self._originals:
                 self._originals[path] = base.weight.detach().to("cpu", copy=True)
         if scale is not None and scale != 1:
+            from asr_adapt.adapt.attach import shrink_adapter
+
             shrink_adapter(peft_model, scale)
         self.loaded.model = peft_model.merge_and_unload()
         self.loaded.model.eval()

@@ -32,7 +32,7 @@ def evaluate_manifest(loaded: LoadedModel, utterances: Sequence[Utterance],
                    speakers=[u.speaker for u in labeled])
     report.meta.update({
         "model": loaded.name, "model_kind": loaded.kind, "model_path": loaded.path,
-        "weights_sha256": loaded.weights_sha256, "device": str(loaded.placement),
+        "weights_sha256": loaded.weights_sha256, "device": str(loaded.placement), "engine": loaded.engine.runtime,
         "options": asdict(transcriber.options), "skipped_unlabeled": len(utterances) - len(labeled),
         # What "auto" resolved to for this model: the encoder read short windows, or 30 s.
         "encoder_window_read": "short" if reads_short_windows(loaded, transcriber.options) else "full",

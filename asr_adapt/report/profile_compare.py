@@ -19,20 +19,24 @@ if TYPE_CHECKING:  # transcribe imports torch: not needed to compare two reports
 def compare_profile(profile_name: str, utterances: Sequence[Utterance],
                     options: TranscribeOptions | None = None,
                     device: str = "auto", progress: bool = False,
-                    meta: dict[str, Any] | None = None, adapter_scale: float | None = None) -> Comparison:
+                    meta: dict[str, Any] | None = None, adapter_scale: float | None = None,
+                    engine: str | None = None) -> Comparison:
     """Evaluate ``utterances`` with the profile's base model, then with its adapter
-    (its deltas times ``adapter_scale``, default 1).
+    (its deltas times ``adapter_scale``, default 1), both on ``engine`` (torch or ct2; None: the default).
 
     The base model is loaded once: evaluated as it is, then the adapter is applied to it
-    in place and it is evaluated again. ``options`` is a
+    in place (ct2: the profile's conversion replaces the base model's) and it is evaluated
+    again. ``options`` is a
     :class:`~asr_adapt.models.options.TranscribeOptions`; ``meta`` adds to what is recorded
     (profile, base model, adapter, device, options).
     """
     # Imported here: they pull in torch and transformers.
     from asr_adapt.report.evaluate import evaluate_manifest
     from asr_adapt.models.loading import resolve_model
-    from asr_adapt.profiles.personal import apply_adapter, check_adapter_scale, check_base_matches, require_adapter
+    from asr_adapt.profiles.engines import apply_profile, check_ct2_family
+    from asr_adapt.profiles.personal import check_adapter_scale, check_base_matches, require_adapter
     from asr_adapt.profiles.profile import Profile
+    from asr_adapt.models.engines import check_engine
     from asr_adapt.models.options import TranscribeOptions
 
     options = options or TranscribeOptions()
@@ -40,10 +44,12 @@ def compare_profile(profile_name: str, utterances: Sequence[Utterance],
     info = profile.info
     require_adapter(profile)  # checked before the (slow) model load
     check_adapter_scale(adapter_scale)
-    loaded = resolve_model(info.base_model, device=device)
+    if check_engine(engine) == "ct2":
+        check_ct2_family(profile)
+    loaded = resolve_model(info.base_model, device=device, engine=engine)
     check_base_matches(profile, loaded)
     before = evaluate_manifest(loaded, utterances, options, progress=progress)
-    apply_adapter(loaded, profile, scale=adapter_scale)
+    apply_profile(loaded, profile, scale=adapter_scale)
     # A profile that keeps no adapter reads with the base model: decoding again would
     # only cost time and give the same words.
     after = evaluate_manifest(loaded, utterances, options, progress=progress) if profile.adapter_dir else before
@@ -52,7 +58,7 @@ def compare_profile(profile_name: str, utterances: Sequence[Utterance],
               "adapter_version": profile.adapter_dir.name if profile.adapter_dir else None,
               "kept_nothing": info.metrics.get("kept_nothing") if not profile.adapter_dir else None,
               "adapter_scale": 1.0 if adapter_scale is None else adapter_scale,
-              "device": str(loaded.placement),
+              "device": str(loaded.placement), "engine": loaded.engine.runtime,
               **adaptation_facts(info.metrics),
               # The options as decoded (the beam resolved for this model), not as asked.
               "options": before.meta.get("options", asdict(options)),

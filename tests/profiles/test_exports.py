@@ -145,3 +145,74 @@ def test_vllm_export_fits_the_layers_vllm_adapts(alice, tmp_path, tiny_whisper_d
     problems = vllm_layout_problems(out, base)
     assert any("conv1: vLLM's Whisper takes no LoRA" in p for p in problems)
     assert any(p.startswith(key) and "the layer needs" in p for p in problems)
+
+
+def make_ctc_profile(name, ctc_dir):
+    """A wav2vec2 profile whose LoRA adapter (random B weights) changes the model's outputs."""
+    from transformers import AutoModelForCTC
+
+    from asr_adapt.adapt.attach import attach_lora
+    from asr_adapt.adapt.lora import LoraSettings
+    from asr_adapt.profiles.profile import Profile
+
+    torch.manual_seed(3)
+    peft_model = attach_lora(AutoModelForCTC.from_pretrained(ctc_dir), LoraSettings(rank=2, where="encoder"))
+    with torch.no_grad():
+        for param_name, param in peft_model.named_parameters():
+            if "lora_B" in param_name:
+                param.copy_(0.5 * torch.randn(param.shape))
+    profile = Profile.create(name, base_model=str(ctc_dir), base_weights_sha256=None, backend="wav2vec2")
+    profile.commit_adapter(lambda d: peft_model.save_pretrained(d), settings={}, metrics={})
+    return profile
+
+
+def test_wav2vec2_merged_export_loads_in_plain_transformers_and_ct2_is_refused(home, tmp_path, capsys):
+    from transformers import Wav2Vec2ForCTC, pipeline
+    from wav2vec2_models import build_tiny_ctc
+
+    from asr_adapt.profiles.personal import load_profile_model
+
+    ctc_dir = build_tiny_ctc(tmp_path / "w2v")
+    make_ctc_profile("tones", ctc_dir)
+    out = tmp_path / "tones-merged"
+    code, _, err = run_cli(capsys, "profiles", "export", "tones", "--format", "merged", "-o", out)
+    assert code == 0, err
+    exported = Wav2Vec2ForCTC.from_pretrained(out).eval()
+    loaded, _ = load_profile_model("tones", device="cpu", dtype="float32")
+    inputs = torch.from_numpy(sine(1.0))[None]
+    with torch.no_grad():
+        ours, theirs = loaded.model(inputs).logits, exported(inputs).logits
+        base = Wav2Vec2ForCTC.from_pretrained(ctc_dir).eval()(inputs).logits
+    assert torch.allclose(ours, theirs, atol=1e-5) and not torch.allclose(base, theirs, atol=1e-3)
+    asr = pipeline("automatic-speech-recognition", model=str(out), device="cpu")
+    assert isinstance(asr(sine(1.0))["text"], str)
+    for fmt in ("ct2", "vllm"):
+        code, _, err = run_cli(capsys, "profiles", "export", "tones", "--format", fmt, "-o", tmp_path / fmt)
+        assert_one_line_error(code, err, "Whisper only: export it with --format merged or peft")
+        assert not (tmp_path / fmt).exists()
+
+
+def test_an_unknown_format_is_one_line(alice, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_cli(capsys, "profiles", "export", "alice", "--format", "onnx", "-o", tmp_path / "x")
+    assert stop.value.code == 2
+    assert_one_line_error(2, capsys.readouterr().err, r"argument --format: invalid choice: 'onnx'")
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("fmt", ["merged", "ct2"])
+def test_a_full_disk_while_writing_the_model_leaves_no_folder(alice, tmp_path, capsys, monkeypatch, fmt):
+    """The disk fills while the weights are written (the part of an export that takes space)."""
+    import errno
+
+    from asr_adapt.models.whisper import ct2_build
+
+    real = ct2_build.save_transformers_folder
+
+    def fill_then_fail(loaded, folder):
+        real(loaded, folder)
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr("asr_adapt.profiles.exports.save_transformers_folder", fill_then_fail)
+    code, _, err = run_cli(capsys, "profiles", "export", "alice", "--format", fmt, "-o", tmp_path / "out")
+    assert_one_line_error(code, err, r"No space left on device\); nothing was written there")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]

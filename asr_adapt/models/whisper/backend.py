@@ -4,6 +4,7 @@ Whisper (seq2seq) models, behind :class:`asr_adapt.models.base.Backend`."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from asr_adapt.audio.io import SAMPLE_RATE
 from asr_adapt.core.errors import ModelError
@@ -39,7 +40,8 @@ class WhisperBackend(Backend):
         return model, processor
 
     def decode(self, loaded, audios, options):
-        return whisper_decode(loaded, audios, options)
+        with torch.inference_mode():
+            return whisper_decode(loaded, audios, options)
 
     def streaming_decoder(self, loaded, max_new_tokens=440, encoder_window=None):
         return WhisperDecoder(loaded, max_new_tokens=max_new_tokens, encoder_window=encoder_window)

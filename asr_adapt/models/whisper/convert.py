@@ -13,12 +13,15 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from asr_adapt.models.whisper.ct2 import CT2Model, read_ct2_model
 from asr_adapt.core.errors import ModelError
+
+if TYPE_CHECKING:  # torch is imported when converting: model loading reads the constants below without it
+    import torch
 
 #: Files a CTranslate2 Whisper folder must hold for us to convert it.
 CT2_REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
@@ -71,6 +74,8 @@ def whisper_config_from_ct2(ct2: CT2Model, ct2_config: dict, tokenizer_ids: dict
 
 def ct2_to_state_dict(ct2: CT2Model, encoder_layers: int, decoder_layers: int) -> dict[str, torch.Tensor]:
     """Map CTranslate2 variable names onto ``WhisperForConditionalGeneration`` parameter names."""
+    import torch
+
     state: dict[str, torch.Tensor] = {}
 
     def put(hf_name: str, array: np.ndarray) -> None:
@@ -150,6 +155,7 @@ def convert_ct2_whisper(source: str | Path, destination: str | Path, stamp: dict
     ``destination`` is written atomically: it appears complete or not at all. ``stamp``
     (what the source was, for cache checks) is stored beside the weights. Returns it.
     """
+    import torch
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
     from transformers.models.whisper.tokenization_whisper import WhisperTokenizer
 

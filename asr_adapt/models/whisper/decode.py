@@ -4,6 +4,7 @@ windows, and the retries that keep repetition loops out of transcripts."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -91,9 +92,11 @@ def whisper_decode(loaded: LoadedModel, audios: list[np.ndarray], options: Trans
         tokens = loaded.model.generate(inputs, attention_mask=attention_mask, **kwargs)
     texts = [text.strip() for text in processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
     if frames < inputs.shape[-1]:
-        texts = _redo_doubled_in_full_window(loaded, audios, texts, options, overrides)
+        texts = redo_doubled_in_full_window(lambda pieces, full: whisper_decode(loaded, pieces, full, **overrides),
+                                            audios, texts, options)
     if not overrides:
-        texts = _retry_runaways(loaded, audios, texts, options)
+        texts = retry_runaways(lambda pieces: whisper_decode(loaded, pieces, options, no_repeat_ngram_size=4),
+                               audios, texts)
     return texts
 
 
@@ -107,27 +110,27 @@ def offline_window_frames(loaded: LoadedModel, audios: list[np.ndarray], options
 
 
 
-def _redo_doubled_in_full_window(loaded: LoadedModel, audios: list[np.ndarray], texts: list[str],
-                                 options: TranscribeOptions, overrides: dict) -> list[str]:
+def redo_doubled_in_full_window(decode: Callable[[list[np.ndarray], TranscribeOptions], list[str]],
+                                audios: list[np.ndarray], texts: list[str], options: TranscribeOptions) -> list[str]:
     """A short window with little silence after the speech sometimes makes Whisper say a
     phrase twice in a row (as in live decoding); the full window does not. Such pieces, and
-    repetition loops, are decoded again over the full window."""
+    repetition loops, are decoded again (``decode(pieces, options)``) over the full window."""
     redo = [i for i, text in enumerate(texts) if says_twice(text.split()) or is_runaway(text)]
     if redo:
-        full = replace(options, encoder_window="full")
-        again = whisper_decode(loaded, [audios[i] for i in redo], full, **overrides)
+        again = decode([audios[i] for i in redo], replace(options, encoder_window="full"))
         for i, text in zip(redo, again):
             texts[i] = text
     return texts
 
 
-def _retry_runaways(loaded: LoadedModel, audios: list[np.ndarray], texts: list[str],
-                    options: TranscribeOptions) -> list[str]:
-    """Decode again, forbidding repeated 4-grams, whatever came out as a loop (Whisper's
-    own test: text that compresses too well). Deterministic, unlike temperature fallback."""
+def retry_runaways(decode_without_repeats: Callable[[list[np.ndarray]], list[str]], audios: list[np.ndarray],
+                   texts: list[str]) -> list[str]:
+    """Decode again, forbidding repeated 4-grams (``decode_without_repeats``), whatever came out
+    as a loop (Whisper's own test: text that compresses too well). Deterministic, unlike
+    temperature fallback."""
     for i, text in enumerate(texts):
         if is_runaway(text):
-            retry = whisper_decode(loaded, [audios[i]], options, no_repeat_ngram_size=4)[0]
+            retry = decode_without_repeats([audios[i]])[0]
             if compression_ratio(retry) < compression_ratio(text):
                 texts[i] = retry
     return texts

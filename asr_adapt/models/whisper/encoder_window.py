@@ -13,11 +13,14 @@ can read such profiles' audio in short windows too (``TranscribeOptions.encoder_
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from asr_adapt.audio.io import SAMPLE_RATE
 from asr_adapt.models.whisper.constants import ENCODER_FRAMES_PER_SECOND, FEATURE_FRAMES_PER_SECOND, FULL_WINDOW_FRAMES
+
+if TYPE_CHECKING:  # torch is imported where a mask is made: the ct2 engine reads window_frames without it
+    import torch
+
 #: Seconds of padding the encoder reads after the buffer when its window is shortened: the
 #: model was trained on audio followed by silence, and stops more reliably when it sees some.
 ENCODER_WINDOW_MARGIN = 1.0
@@ -58,6 +61,8 @@ def frame_mask(sample_counts: list[int], frames: int, sample_rate: int = SAMPLE_
     Windows are padded to 30 s before the encoder; pooling over the padding would make the
     head's task "how long is this window" and drown the speech in identical padding states.
     """
+    import torch
+
     per_frame = sample_rate / ENCODER_FRAMES_PER_SECOND
     valid = [max(1, min(frames, math.ceil(n / per_frame))) for n in sample_counts]
     positions = torch.arange(frames)
