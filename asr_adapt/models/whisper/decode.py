@@ -50,7 +50,11 @@ def beam_search_cache():
 def generate_cache_keyword(model) -> str:
     """The name under which ``model.generate`` takes a cache object: ``cache`` where
     transformers renames ``past_key_values`` to it (deprecated there, removed in 6.0), or
-    where ``cache`` is a parameter of its own; ``past_key_values`` in older releases."""
+    where ``cache`` is a parameter of its own; ``past_key_values`` in older releases. A PEFT
+    model (the server's resident adapters) passes its arguments on to its base model's."""
+    get_base_model = getattr(model, "get_base_model", None)
+    if callable(get_base_model):
+        model = get_base_model()
     generate = model.generate
     if "cache" in inspect.signature(generate).parameters:
         return "cache"
