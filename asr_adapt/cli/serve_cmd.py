@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from asr_adapt.core.device import DEVICE_CHOICES
+from asr_adapt.models.engines import ENGINES
 from asr_adapt.server.options import ServeOptions, parse_allowed_model
 from asr_adapt.server.ray_options import RayOptions, require_ray
 
@@ -45,7 +46,13 @@ def register(subparsers) -> None:
                              "repeatable. Requests never name paths")
     parser.add_argument("--device", default="auto", metavar="|".join(DEVICE_CHOICES),
                         help="where the models run: auto picks CUDA when present (default: auto)")
-    parser.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
+    parser.add_argument("--dtype", default="auto",
+                        help="auto, float32, float16, bfloat16 (with --engine ct2: auto = int8 on the CPU, float16 on "
+                             "CUDA; also int8, int8_float16)")
+    parser.add_argument("--engine", default=d.engine, metavar="|".join(ENGINES),
+                        help=f"what decodes (default: {d.engine}). torch: every profile's adapter on one base model, "
+                             "mixed in one batch. ct2: CTranslate2 (Whisper only), each profile merged and converted "
+                             "once (seconds, at its first request), batched per profile; faster on the CPU")
     cluster = parser.add_argument_group("scaling out on Ray Serve (pip install 'asr-adapt[ray]'; docs/serving-ray.md)")
     cluster.add_argument("--ray", action="store_true",
                          help="run the server as a Ray Serve application, profiles multiplexed over model replicas")
@@ -67,7 +74,7 @@ def options_from(args) -> ServeOptions:
                         batch_window_ms=args.batch_window, max_batch=args.max_batch,
                         max_upload_bytes=int(args.max_upload_mb * 2**20), max_audio_seconds=args.max_audio_minutes * 60,
                         max_streams_per_key=args.max_streams_per_key, request_timeout=args.request_timeout,
-                        beam_size=args.beam_size, device=args.device, dtype=args.dtype,
+                        beam_size=args.beam_size, device=args.device, dtype=args.dtype, engine=args.engine,
                         allowed_models=tuple(parse_allowed_model(spec) for spec in args.allow_model))
 
 
@@ -89,7 +96,7 @@ def run(args) -> int:
     options = options_from(args)
     if not args.ray and (args.address is not None or args.replicas != RayOptions().replicas):
         raise OptionsError("--replicas and --address go with --ray")
-    from asr_adapt.core.device import resolve_device
+    from asr_adapt.models.engines import resolve_placement
     from asr_adapt.server.app import serve
     from asr_adapt.server.keys import KeyRing
 
@@ -97,9 +104,10 @@ def run(args) -> int:
         KeyRing(options.api_keys)
     if args.ray:  # the replicas check their device where they run, which may not be here
         return run_on_ray(options, RayOptions(replicas=args.replicas, address=args.address))
-    resolve_device(options.device, options.dtype)  # a bad device or keys file fails before the server starts
+    resolve_placement(options.engine, options.device, options.dtype)  # a bad device or keys file fails first
     print(f"asr-adapt serving on http://{options.host}:{options.port} "
-          f"({'API keys from ' + str(options.api_keys) if options.api_keys else 'no keys: this machine only'})",
+          f"({'API keys from ' + str(options.api_keys) if options.api_keys else 'no keys: this machine only'}; "
+          f"engine {options.engine})",
           file=sys.stderr, flush=True)
     serve(options)
     return 0

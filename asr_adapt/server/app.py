@@ -22,7 +22,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from asr_adapt import __version__
-from asr_adapt.server.engine import Engine, LocalEngine
+from asr_adapt.server.ct2_engine import local_engine
+from asr_adapt.server.engine import Engine
 from asr_adapt.server.errors import ApiError, error_body, install_error_handlers, unauthorized
 from asr_adapt.server.keys import LOCAL, Caller, KeyRing, bearer_token
 from asr_adapt.server.names import resolve, visible_models
@@ -68,8 +69,9 @@ class ServerState:
 
 
 def create_app(options: ServeOptions, engine: Engine | None = None) -> FastAPI:
-    """The app over ``engine`` (default: a :class:`LocalEngine` running the models here)."""
-    state = ServerState(options, engine if engine is not None else LocalEngine(options))
+    """The app over ``engine`` (default: a :class:`~asr_adapt.server.engine.LocalEngine` running
+    the models here on ``options.engine``)."""
+    state = ServerState(options, engine if engine is not None else local_engine(options))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

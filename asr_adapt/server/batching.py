@@ -62,7 +62,7 @@ class DecodeWorker:
 
     def __init__(self, loaded: LoadedModel, max_adapters: int, window_seconds: float, max_rows: int) -> None:
         self.loaded = loaded
-        self.adapters = ResidentAdapters(loaded, max_adapters)
+        self.adapters = self._adapters(loaded, max_adapters)
         self.window = window_seconds
         self.max_rows = max_rows
         self._jobs: queue.Queue = queue.Queue()
@@ -71,6 +71,10 @@ class DecodeWorker:
         self.counts: Counter = Counter()
         self._thread = threading.Thread(target=self._loop, name=f"asr-adapt model {loaded.name}", daemon=True)
         self._thread.start()
+
+    def _adapters(self, loaded: LoadedModel, capacity: int):
+        """What keeps the profiles' adapters resident (another engine's worker holds its own)."""
+        return ResidentAdapters(loaded, capacity)
 
     # ----------------------------------------------------------------- what requests call
 

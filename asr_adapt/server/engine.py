@@ -103,13 +103,19 @@ class LocalEngine:
         with lock:
             if base not in self._workers:
                 try:
-                    loaded = resolve_model(base, device=self.options.device, dtype=self.options.dtype)
+                    loaded = self._load_base(base)
                 except ModelError as error:  # its message may name the operator's folders
                     log.error("cannot load %s: %s", base, error)
                     raise ModelError("the model's base model cannot be loaded on this server; its log says why") from None
-                self._workers[base] = DecodeWorker(loaded, self.options.max_adapters,
-                                                   self.options.batch_window_ms / 1000, self.options.max_batch)
+                self._workers[base] = self._new_worker(loaded)
         return self._workers[base]
+
+    def _load_base(self, base: str) -> LoadedModel:
+        return resolve_model(base, device=self.options.device, dtype=self.options.dtype)
+
+    def _new_worker(self, loaded: LoadedModel) -> DecodeWorker:
+        return DecodeWorker(loaded, self.options.max_adapters, self.options.batch_window_ms / 1000,
+                            self.options.max_batch)
 
     def _target(self, ref: ModelRef) -> tuple[DecodeWorker, AdapterKey | None, LoadedModel]:
         """The worker, the adapter, and a view of the model named as the client named it."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asr_adapt.core.errors import OptionsError
+from asr_adapt.models.engines import DEFAULT_ENGINE, check_engine
 
 #: OpenAI's own upload limit for the audio endpoints.
 DEFAULT_MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -44,8 +45,12 @@ class ServeOptions:
     allowed_models: tuple[tuple[str, str], ...] = ()
     device: str = "auto"
     dtype: str = "auto"
+    #: What decodes: ``torch`` (mixed-adapter batches) or ``ct2`` (CTranslate2, Whisper only:
+    #: one converted model per profile, batches grouped by profile).
+    engine: str = DEFAULT_ENGINE
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "engine", check_engine(self.engine))
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise OptionsError(f"port must be 0-65535, got {self.port!r}")
         if self.api_keys is None and not is_loopback(self.host):

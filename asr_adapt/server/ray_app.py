@@ -36,7 +36,8 @@ from ray.exceptions import RayTaskError
 from asr_adapt.decode.streaming import StreamingOptions, StreamingProcessor
 from asr_adapt.models.transcriber import Transcript
 from asr_adapt.server.app import create_app
-from asr_adapt.server.engine import DecodeRequest, LocalEngine
+from asr_adapt.server.ct2_engine import local_engine
+from asr_adapt.server.engine import DecodeRequest
 from asr_adapt.server.names import ModelRef
 from asr_adapt.server.options import ServeOptions
 from asr_adapt.server.ray_options import RayOptions
@@ -67,7 +68,7 @@ class ModelReplica:
     """One replica: a :class:`LocalEngine` and the multiplexed loader of its adapters."""
 
     def __init__(self, options: ServeOptions) -> None:
-        self.engine = LocalEngine(options)
+        self.engine = local_engine(options)  # options.engine: torch or ct2
         self._refs: dict[str, ModelRef] = {}
 
         async def load(name: str) -> Any:
