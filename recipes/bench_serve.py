@@ -21,6 +21,8 @@ reached over HTTP with OpenAI's multipart request, exactly as a client program w
    requests ago, against the same request with the profile resident.
 
     python recipes/bench_serve.py --out recipes/results/bench_serve.json
+    python recipes/bench_serve.py --clients 8 --profiles 4 --only-concurrency \
+        --out recipes/results/bench_serve_ct2.json --server-flags --engine ct2
 """
 
 from __future__ import annotations
@@ -172,7 +174,7 @@ def concurrency(env: dict, profiles: list[str], args) -> list[dict]:
     files = sorted((SAMPLES / "test").glob("*.flac"))
     durations = {path: sf.info(str(path)).duration for path in files}
     rows = []
-    with Server(env, "--max-adapters", str(max(8, len(profiles)))) as server:
+    with Server(env, "--max-adapters", str(max(8, len(profiles))), *args.server_flags) as server:
         for warm in profiles:  # every adapter resident and the model warm before timing
             transcribe(client_for(server.url), files[0], warm)
         for count in args.profiles:
@@ -250,6 +252,9 @@ def main() -> None:
     parser.add_argument("--enroll", type=int, default=12, help="enrollment utterances of the real profile")
     parser.add_argument("--resident", type=int, default=100)
     parser.add_argument("--eviction-rounds", type=int, default=5)
+    parser.add_argument("--only-concurrency", action="store_true", help="skip the eviction and memory parts")
+    parser.add_argument("--server-flags", nargs=argparse.REMAINDER, default=[],
+                        help="passed to asr-adapt serve for the concurrency part (last: e.g. --engine ct2)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp:
         work = Path(tmp)
@@ -258,14 +263,21 @@ def main() -> None:
         profiles = make_profiles(env, max(max(args.profiles), 3), args.enroll, work)
         results = {"command": "python " + " ".join(sys.argv), "cpus": os.cpu_count(),
                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        results["server_flags"] = args.server_flags
         results["concurrency"] = concurrency(env, profiles, args)
+        if args.only_concurrency:
+            return finish(args.out, results)
         results["eviction"] = eviction(env, profiles, args.eviction_rounds)
         print(json.dumps(results["eviction"]), flush=True)
         results["memory"] = resident_memory(env, work, args.resident)
         print(json.dumps(results["memory"]), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    finish(args.out, results)
+
+
+def finish(out: Path, results: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
