@@ -15,6 +15,13 @@ MAX_TOKENS_PER_SECOND = 10
 COMPRESSION_RATIO_THRESHOLD = 2.4
 
 
+def token_budget(max_new_tokens: int, seconds: float) -> int:
+    """Tokens a decoder may write for ``seconds`` of audio: ``max_new_tokens``, or fewer, since
+    nobody says more than :data:`MAX_TOKENS_PER_SECOND` (plus 16 for the start): a decoder stuck
+    in a loop stops there rather than at Whisper's 448-token limit."""
+    return min(max_new_tokens, int(MAX_TOKENS_PER_SECOND * seconds) + 16)
+
+
 def compression_ratio(text: str) -> float:
     """Bytes of text per byte of its zlib compression (high for repetitive text)."""
     data = text.encode("utf-8")

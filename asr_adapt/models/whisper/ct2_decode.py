@@ -17,11 +17,11 @@ import numpy as np
 from asr_adapt.audio.io import SAMPLE_RATE
 from asr_adapt.core.errors import ModelError
 from asr_adapt.models.base import Backend, LoadedModel
-from asr_adapt.models.options import AUTO_ENCODER_SECONDS, DEFAULT_ENCODER_WINDOW, TranscribeOptions, check_encoder_window
-from asr_adapt.models.repetition import MAX_TOKENS_PER_SECOND, is_runaway, says_twice
+from asr_adapt.models.options import DEFAULT_ENCODER_WINDOW, TranscribeOptions, check_encoder_window
+from asr_adapt.models.repetition import is_runaway, says_twice, token_budget
 from asr_adapt.models.whisper.constants import FULL_WINDOW_FRAMES
 from asr_adapt.models.whisper.decode import offline_window_frames, redo_doubled_in_full_window, retry_runaways
-from asr_adapt.models.whisper.encoder_window import window_frames
+from asr_adapt.models.whisper.encoder_window import streaming_window_frames, window_frames
 
 
 def _decode_only(what: str) -> ModelError:
@@ -33,9 +33,7 @@ def ct2_decode(loaded: LoadedModel, audios: list[np.ndarray], options: Transcrib
     """Greedy (or beam) decoding of a batch of pieces of at most 30 s by CTranslate2."""
     model = loaded.model
     frames = offline_window_frames(loaded, audios, options)
-    longest = max(len(a) for a in audios) / SAMPLE_RATE
-    # As the torch engine: nobody says more than ~10 tokens a second, so a loop stops early.
-    budget = min(options.max_new_tokens, int(MAX_TOKENS_PER_SECOND * longest) + 16)
+    budget = token_budget(options.max_new_tokens, max(len(a) for a in audios) / SAMPLE_RATE)
     start = model.start_tokens(options.language)
     tokens = model.generate(model.features(audios, frames), [start] * len(audios), options.beam_size or 1, budget,
                             no_repeat_ngram_size=no_repeat_ngram_size)
@@ -64,25 +62,16 @@ class CT2StreamDecoder:
         self.encoder_window = check_encoder_window(DEFAULT_ENCODER_WINDOW if encoder_window is None
                                                    else encoder_window)
 
-    def _window_frames(self, samples: int) -> int:
-        window = self.encoder_window
-        if window == "auto":  # read at every step: a profile switched in while live runs changes it
-            info = self.loaded.info
-            window = "full" if info.get("profile") and not info.get("short_windows") else AUTO_ENCODER_SECONDS
-        if window == "full":
-            return FULL_WINDOW_FRAMES
-        return window_frames(samples, float(window), FULL_WINDOW_FRAMES)
-
     def __call__(self, audio: np.ndarray, prompt: str = "", prefix: Sequence[str] = ()) -> str:
         model = self.loaded.model
         features = model.features([audio])
-        budget = min(self.max_new_tokens, int(MAX_TOKENS_PER_SECOND * len(audio) / SAMPLE_RATE) + 16)
+        budget = token_budget(self.max_new_tokens, len(audio) / SAMPLE_RATE)
         start = model.start_tokens(self.language)
         if prompt.strip():  # as the torch decoder: a prompt goes with the full window
             return model.text(model.generate(features, [model.prompt_tokens(prompt) + start], 1, budget)[0])
         forced = model.encode_text(" " + " ".join(prefix)) if prefix else []
         room = max(budget, len(forced) + 8) - len(forced)
-        frames = self._window_frames(len(audio))
+        frames = streaming_window_frames(self.encoder_window, self.loaded.info, len(audio))
         text = model.text(model.generate(features[:, :, :frames], [start + forced], 1, room)[0])
         if frames < FULL_WINDOW_FRAMES and says_twice(text.split()):
             text = model.text(model.generate(features, [start + forced], 1, room)[0])

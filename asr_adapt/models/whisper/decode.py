@@ -13,7 +13,7 @@ from asr_adapt.audio.io import SAMPLE_RATE
 from asr_adapt.models.base import LoadedModel
 from asr_adapt.models.options import TranscribeOptions
 from asr_adapt.models.transcriber import reads_short_windows
-from asr_adapt.models.repetition import MAX_TOKENS_PER_SECOND, compression_ratio, is_runaway, says_twice
+from asr_adapt.models.repetition import compression_ratio, is_runaway, says_twice, token_budget
 from asr_adapt.models.whisper.constants import FULL_WINDOW_FRAMES
 from asr_adapt.models.whisper.encoder_window import encode, window_frames
 
@@ -77,10 +77,8 @@ def whisper_decode(loaded: LoadedModel, audios: list[np.ndarray], options: Trans
     placement = loaded.placement
     inputs = features.input_features.to(placement.device, dtype=placement.dtype)
     kwargs = _generate_kwargs(loaded.model, options)
-    # Nobody says more than ~6 tokens a second: a cap from the audio's length keeps a
-    # decoder stuck in a loop from running to the 448-token limit.
     longest = max(len(a) for a in audios) / SAMPLE_RATE
-    kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], int(MAX_TOKENS_PER_SECOND * longest) + 16)
+    kwargs["max_new_tokens"] = token_budget(kwargs["max_new_tokens"], longest)
     kwargs.update(overrides)
     if kwargs["num_beams"] > 1:
         kwargs[generate_cache_keyword(loaded.model)] = beam_search_cache()

@@ -16,6 +16,7 @@ import math
 from typing import TYPE_CHECKING
 
 from asr_adapt.audio.io import SAMPLE_RATE
+from asr_adapt.models.options import AUTO_ENCODER_SECONDS
 from asr_adapt.models.whisper.constants import ENCODER_FRAMES_PER_SECOND, FEATURE_FRAMES_PER_SECOND, FULL_WINDOW_FRAMES
 
 if TYPE_CHECKING:  # torch is imported where a mask is made: the ct2 engine reads window_frames without it
@@ -32,6 +33,18 @@ def window_frames(samples: int, min_seconds: float, full: int = FULL_WINDOW_FRAM
     ``min_seconds``, at most ``full``; always even (the encoder's second convolution halves it)."""
     seconds = max(float(min_seconds), math.ceil(samples / SAMPLE_RATE + ENCODER_WINDOW_MARGIN))
     return min(full, 2 * math.ceil(seconds * FEATURE_FRAMES_PER_SECOND / 2))
+
+
+def streaming_window_frames(window: str | float, info: dict, samples: int, full: int = FULL_WINDOW_FRAMES) -> int:
+    """Feature frames a streaming step's encoder reads for a buffer of ``samples``: ``full``
+    (30 s), or the buffer plus a margin of at least ``window`` seconds. "auto" is decided from
+    ``info`` (the loaded model's) at every step, since a profile switched in while live runs
+    changes the answer: the full window for a profile that does not read short windows best."""
+    if window == "auto":
+        window = "full" if info.get("profile") and not info.get("short_windows") else AUTO_ENCODER_SECONDS
+    if window == "full":
+        return full
+    return window_frames(samples, float(window), full)
 
 
 def encode(model, features, frames: int):

@@ -10,9 +10,9 @@ import torch
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from asr_adapt.audio.io import SAMPLE_RATE
-from asr_adapt.models.options import AUTO_ENCODER_SECONDS, DEFAULT_ENCODER_WINDOW, check_encoder_window
-from asr_adapt.models.repetition import MAX_TOKENS_PER_SECOND, is_runaway, says_twice
-from asr_adapt.models.whisper.encoder_window import encode, window_frames
+from asr_adapt.models.options import DEFAULT_ENCODER_WINDOW, check_encoder_window
+from asr_adapt.models.repetition import is_runaway, says_twice, token_budget
+from asr_adapt.models.whisper.encoder_window import encode, streaming_window_frames
 
 
 class WhisperDecoder:
@@ -43,7 +43,7 @@ class WhisperDecoder:
         self._start_tokens: list[int] | None = None
 
     def _token_budget(self, samples: int) -> int:
-        return min(self.max_new_tokens, int(MAX_TOKENS_PER_SECOND * samples / SAMPLE_RATE) + 16)
+        return token_budget(self.max_new_tokens, samples / SAMPLE_RATE)
 
     def _features(self, audio: np.ndarray):
         features = self.loaded.processor.feature_extractor(
@@ -56,15 +56,7 @@ class WhisperDecoder:
     def _window_frames(self, inputs) -> int:
         """Feature frames the encoder reads: all 3000 (30 s), or the buffer plus a margin
         (see :func:`check_encoder_window`)."""
-        full = inputs.shape[-1]
-        window = self.encoder_window
-        if window == "auto":
-            # Read at every step: a profile switched in while live runs changes the answer.
-            info = self.loaded.info
-            window = "full" if info.get("profile") and not info.get("short_windows") else AUTO_ENCODER_SECONDS
-        if window == "full":
-            return full
-        return window_frames(self._samples, float(window), full)
+        return streaming_window_frames(self.encoder_window, self.loaded.info, self._samples, inputs.shape[-1])
 
     def start_tokens(self) -> list[int]:
         """The decoder's start sequence: start of transcript, (language, task,) no timestamps."""
